@@ -1,0 +1,65 @@
+"""Helpers shared by the node handlers that listen: defaults, failures, escape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...flows.model import Node, Retry
+from ..context import CallContext, Go
+from ..journey import InputRecord
+from ..turn import TurnResult
+
+
+def setting(ctx: CallContext, node: Node, name: str) -> Any:
+    """The node's own value for a setting, else the flow's default."""
+    val = getattr(node, name, None)
+    return val if val is not None else getattr(ctx.flow.defaults, name)
+
+
+def record_input(ctx: CallContext, res: TurnResult, result: str) -> None:
+    via = {"nothing": "timeout", "nospeech": "speech"}.get(res.via, res.via)
+    ctx.journey.input(InputRecord(ctx.node.id if ctx.node else "", ctx.t(), via, res.value, result,
+                                  res.confidence, res.reason))
+
+
+def succeeded(ctx: CallContext) -> None:
+    """A good answer: the failure streak ends and later hand-offs are by choice."""
+    ctx.consecutive_failures = 0
+    ctx.reason = "choice" if ctx.reason != "overflow" else ctx.reason
+
+
+def escape(ctx: CallContext, node: Node) -> Go:
+    """The caller asked for a person."""
+    _, _, to = ctx.flow.escape_for(node)
+    ctx.reason = "escape"
+    ctx.consecutive_failures = 0
+    return Go(to or "", "escape")
+
+
+async def failed(ctx: CallContext, node: Node, kind: str) -> Go | None:
+    """Count a failed input; returns where to go when the caller should stop trying.
+
+    After `escape.after_failures` failures in a row the caller is put through to a
+    person without having to ask; after the node's own limit its `then` is used.
+    """
+    counts = ctx.attempts.setdefault(node.id, {"no_input": 0, "no_match": 0})
+    counts[kind] += 1
+    ctx.consecutive_failures += 1
+    _, _, esc_to = ctx.flow.escape_for(node)
+    limit = ctx.flow.escape.after_failures if ctx.flow.escape else 2
+    if ctx.consecutive_failures >= limit:
+        ctx.note("escape-after-failures", failures=ctx.consecutive_failures)
+        ctx.reason = "failures"
+        ctx.consecutive_failures = 0
+        if ctx.flow.escape:
+            await ctx.play(ctx.flow.escape.prompt)
+        return Go(esc_to or "", "failures")
+    retry: Retry | None = getattr(node, kind, None)
+    max_tries = (retry.max if retry and retry.max else None) or ctx.flow.defaults.max_retries
+    if counts[kind] >= max_tries:
+        ctx.reason = "failures"
+        ctx.consecutive_failures = 0
+        return Go((retry.then if retry and retry.then else esc_to) or "", "retry")
+    prompts = (retry.prompts if retry and retry.prompts else None) or getattr(ctx.flow.defaults, kind)
+    await ctx.play([prompts[min(counts[kind], len(prompts)) - 1]])
+    return None

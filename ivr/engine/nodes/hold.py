@@ -1,0 +1,55 @@
+"""The hold node: music on hold with announcements and keys, for a bounded wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ...flows.model import Hold
+from ..call import Dtmf
+from ..context import CallContext, Go
+from ..journey import InputRecord
+
+
+async def run_hold(ctx: CallContext, node: Hold) -> Go:
+    start = ctx.loop.time()
+    end = start + node.max_wait
+    # When each announcement is next due, relative to the start of the hold.
+    due = [(a.after, i) for i, a in enumerate(node.announcements)]
+    by_key = {o.key: o for o in node.options}
+    await ctx.call.start_hold(node.music, node.mode)
+    ctx.note("hold-start", music=node.music, mode=node.mode)
+    try:
+        while True:
+            now = ctx.loop.time()
+            if now >= end:
+                return Go(node.next or "", "next")
+            nxt = min((start + t for t, _ in due), default=end)
+            if nxt <= now:
+                t, i = min(due)
+                ann = node.announcements[i]
+                due.remove((t, i))
+                if ann.every:
+                    due.append((t + ann.every, i))
+                await ctx.call.stop_hold()
+                await ctx.play(ann.prompt, bargein=bool(by_key))
+                while ctx.typeahead:
+                    key = ctx.typeahead.popleft()
+                    if key.digit in by_key:
+                        return _chosen(ctx, node, key.digit)
+                await ctx.call.start_hold(node.music, node.mode)
+                continue
+            try:
+                ev = await asyncio.wait_for(ctx.inbox.get(), min(nxt, end) - now)
+            except TimeoutError:
+                continue
+            if isinstance(ev, Dtmf) and ev.digit in by_key:
+                return _chosen(ctx, node, ev.digit)
+            ctx.ignored(ev)
+    finally:
+        await ctx.call.stop_hold()
+        ctx.note("hold-end", waited_s=round(ctx.loop.time() - start, 3))
+
+
+def _chosen(ctx: CallContext, node: Hold, key: str) -> Go:
+    ctx.journey.input(InputRecord(node.id, ctx.t(), "dtmf", key, "option"))
+    return Go(next(o.goto for o in node.options if o.key == key) or "", "option")

@@ -1,0 +1,55 @@
+"""The menu node: choices by key or phrase, retries, and the escape."""
+
+from __future__ import annotations
+
+from ...flows.model import Menu, Option
+from ..context import CallContext, Go
+from ..matching import best_match
+from ..turn import KeyRules, Turn
+from .common import escape, failed, record_input, setting, succeeded
+
+ESCAPE = object()  # marks the escape among a menu's choices
+
+
+async def run_menu(ctx: CallContext, node: Menu) -> Go:
+    keys, phrases, _ = ctx.flow.escape_for(node)
+    by_key: dict[str, Option | object] = {k: ESCAPE for k in keys}
+    by_key.update({o.key: o for o in node.options if o.key})
+    choices = [(p, o) for o in node.options for p in o.phrases] + [(p, ESCAPE) for p in phrases]
+    dtmf = node.input in ("both", "dtmf")
+    speech = node.input in ("both", "speech")
+    threshold = setting(ctx, node, "confidence")
+    first = True
+    while True:
+        prompts = node.prompt if first or not node.reprompt else node.reprompt
+        first = False
+        turn = Turn(
+            ctx, [ctx.render(p) for p in prompts],
+            keys=KeyRules(menu_keys=frozenset(by_key)) if dtmf else None,
+            phrases=[p for p, _ in choices] if speech else None,
+            timeout=setting(ctx, node, "timeout"),
+            inter_digit=setting(ctx, node, "inter_digit_timeout"),
+            bargein=setting(ctx, node, "bargein"),
+        )
+        res = await turn.run()
+        picked = None
+        if res.via == "dtmf":
+            picked = by_key.get(res.value)
+        elif res.via == "speech" and (res.confidence is None or res.confidence >= threshold):
+            picked = best_match(res.value, choices)
+        if picked is ESCAPE:
+            record_input(ctx, res, "escape")
+            return escape(ctx, node)
+        if isinstance(picked, Option):
+            record_input(ctx, res, "option")
+            succeeded(ctx)
+            if picked.intent:
+                ctx.intent = picked.intent
+            for name, val in picked.set.items():
+                ctx.variables[name] = ctx.evaluate(val) if hasattr(val, "tree") else val
+            return Go(picked.goto or "", "option")
+        kind = "no_input" if res.via == "nothing" else "no_match"
+        record_input(ctx, res, kind.replace("_", "-"))
+        out = await failed(ctx, node, kind)
+        if out is not None:
+            return out

@@ -1,0 +1,1 @@
+"""Services the engine is handed: voicemail, callbacks, router (in-memory and SQLite)."""
