@@ -77,6 +77,15 @@ class CallContext:
         self.hung_up = False
         self.recording = False  # a hangup now ends the recording instead of the flow
         self.node: Node | None = None
+        self.swallow: tuple[str, float] | None = None  # a terminator key to drop until a time
+
+    def swallowed(self, ev: Event) -> bool:
+        """True for a terminator pressed just after an entry that was already complete."""
+        if self.swallow is None or not isinstance(ev, Dtmf):
+            return False
+        key, until = self.swallow
+        self.swallow = None
+        return ev.digit == key and self.loop.time() <= until
 
     # ---- time -----------------------------------------------------------------
     def t(self) -> float:
@@ -117,30 +126,50 @@ class CallContext:
             rec = self.prompt_started(audio)
             play_task = asyncio.ensure_future(self.call.play(audio))
             cut = False
-            while not play_task.done():
-                getter = asyncio.ensure_future(self.inbox.get())
-                done, _ = await asyncio.wait({play_task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    ev = getter.result()
+            try:
+                while (ev := await self.event_during(play_task)) is not None:
+                    if self.swallowed(ev):
+                        continue
                     if isinstance(ev, Dtmf) and bargein:
                         self.typeahead.append(ev)
                         self.call.stop_playback()
                         cut = True
                     else:
                         self.ignored(ev)
-                else:
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
+            except BaseException:
+                self.prompt_abandoned(rec, play_task)
+                raise
             result = play_task.result()
             self.prompt_ended(rec, result.played_s, cut or not result.completed)
             if cut:
                 return False
         return True
 
+    async def event_during(self, play_task: asyncio.Future) -> Event | None:
+        """The next event while a prompt plays, or None once the prompt has ended."""
+        getter = asyncio.ensure_future(self.inbox.get())
+        try:
+            done, _ = await asyncio.wait({play_task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            getter.cancel()  # an unread event stays in the inbox
+            raise
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        return None
+
     def prompt_started(self, audio: PromptAudio) -> PromptRecord:
         node = self.node.id if self.node else ""
         return self.journey.prompt_started(node, self.t(), audio.text, audio.audio, audio.id)
+
+    def prompt_abandoned(self, rec: PromptRecord, play_task: asyncio.Future) -> None:
+        """The flow stopped waiting mid-prompt (the caller hung up): stop the prompt and
+        record it as cut short, so no play task outlives the call."""
+        self.call.stop_playback()
+        play_task.cancel()
+        self.prompt_ended(rec, max(0.0, self.t() - rec.t), True)
 
     def prompt_ended(self, rec: PromptRecord, played_s: float, interrupted: bool) -> None:
         self.journey.prompt_ended(rec, played_s, interrupted)

@@ -7,7 +7,7 @@ observers (the simulator's transcript, metrics, the softphone page's live view).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 OUTCOMES = ("handoff", "voicemail", "callback", "hangup", "abandoned", "error")
@@ -106,6 +106,15 @@ class Journey:
         self.emit("note", **entry)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("observers")
-        return d
+        """The record as plain JSON-ready data (observers left out)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "observers"}
+
+
+def _plain(v: Any) -> Any:
+    if is_dataclass(v):
+        return asdict(v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 
 from ..flows.model import Flow
-from .call import Call, Hangup, PromptAudio
+from .call import Call, Dtmf, Hangup, PromptAudio
 from .context import CallContext, End, Go, Services
 from .journey import Journey, Observer
 from .nodes import HANDLERS
@@ -59,6 +59,10 @@ async def _pump(ctx: CallContext, flow_task: asyncio.Future) -> None:
                 flow_task.cancel()
                 return
             ctx.call.stop_playback()
+            continue
+        if ctx.recording and isinstance(ev, Dtmf):
+            # The recorder's end key: it ended the message and is no input for the next node.
+            ctx.note("key-while-recording", digit=ev.digit)
             continue
         ctx.inbox.put_nowait(ev)
 

@@ -93,22 +93,21 @@ class Turn:
         ctx = self.ctx
         speaking = False
         # Keys typed ahead (during an earlier say) count as barge-in right away.
+        while ctx.typeahead and ctx.swallowed(ctx.typeahead[0]):
+            ctx.typeahead.popleft()
         if self.bargein and ctx.typeahead and self.keys is not None:
             first = ctx.typeahead.popleft()
             return await self._collect_digits(first)
+        # A prompt that must be heard in full, or that takes no keys, is not answered by keys
+        # typed ahead: drop them rather than let them answer some later question.
+        while ctx.typeahead:
+            ctx.ignored(ctx.typeahead.popleft())
         for prompt in self.prompts:
             rec = ctx.prompt_started(prompt)
             play = asyncio.ensure_future(ctx.call.play(prompt))
+            out = None
             try:
-                while True:
-                    getter = asyncio.ensure_future(ctx.inbox.get())
-                    done, _ = await asyncio.wait({play, getter}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await getter
-                        break
-                    ev = getter.result()
+                while out is None and (ev := await ctx.event_during(play)) is not None:
                     if not self.bargein:
                         ctx.ignored(ev)
                         continue
@@ -117,18 +116,19 @@ class Turn:
                         ctx.call.stop_playback()
                         continue
                     out = self._accept(ev)
-                    if out is None:
-                        continue
+                if out is not None:
                     ctx.call.stop_playback()
-                    res = await play
-                    ctx.prompt_ended(rec, res.played_s, True)
-                    return await out
+                res = await play
             except BaseException:
-                ctx.call.stop_playback()
-                play.cancel()
+                ctx.prompt_abandoned(rec, play)
+                if out is not None:
+                    out.close()
                 raise
-            res = play.result()
-            ctx.prompt_ended(rec, res.played_s, not res.completed)
+            ctx.prompt_ended(rec, res.played_s, out is not None or not res.completed)
+            if out is not None:
+                # Outside the try: a hangup while more keys are awaited must not
+                # rewrite the record of a prompt that has already ended.
+                return await out
             if speaking:
                 break
         # Prompts are done: the no-input timer starts now.
@@ -150,9 +150,11 @@ class Turn:
 
     def _accept(self, ev: Event):
         """A coroutine finishing the turn for this event, or None to keep waiting."""
+        if self.ctx.swallowed(ev):
+            return None
         if isinstance(ev, Dtmf) and self.keys is not None:
             return self._collect_digits(ev)
-        if isinstance(ev, SpeechResult):
+        if isinstance(ev, SpeechResult) and self.phrases is not None:
             return _done(TurnResult("speech", ev.text, "speech", ev.confidence))
         if isinstance(ev, NoSpeech) and self.phrases is not None:
             return _done(TurnResult("nospeech", "", ev.reason))
@@ -171,6 +173,9 @@ class Turn:
                 buf += ev.digit
                 done = self._complete(buf)
                 if done:
+                    if done == "dtmf-num-digits" and rules.terminator:
+                        # Callers often press the terminator after a full entry anyway.
+                        ctx.swallow = (rules.terminator, ctx.loop.time() + self.inter_digit)
                     return TurnResult("dtmf", buf, done)
             # Wait for the next key (type-ahead first), up to the inter-digit timeout.
             if ctx.typeahead:

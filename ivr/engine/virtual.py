@@ -70,11 +70,12 @@ class VirtualCall:
         self.recording = False
         self._stop = asyncio.Event()
         self._message: asyncio.Future | None = None
+        self._end_keys = "#"
 
     # ---- driving it (the caller's side) ---------------------------------------
     def press(self, digits: str, via: str = "text") -> None:
         for d in digits:
-            if self.recording and d == "#" and self._message and not self._message.done():
+            if self.recording and d in self._end_keys and self._message and not self._message.done():
                 self._message.set_result(("key", None))
             self.events.put_nowait(Dtmf(d, via))
 
@@ -127,25 +128,33 @@ class VirtualCall:
     async def record(self, max_s: float, end_keys: str = "#", silence_s: float = 5.0) -> Recording:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        self._message = loop.create_future()
         self.recording = True
-        text = None
+        self._end_keys = end_keys
+        text: str | None = None
+        wait, over = min(max_s, silence_s), False  # nothing said for this long ends it
         try:
-            how, text = await asyncio.wait_for(self._message, min(max_s, silence_s))
-            ended = how
-            if how == "speech":
-                # The caller speaks the message and stops: the recording ends on silence.
-                spoken = len(text.split()) / WORDS_PER_SECOND + silence_s
+            while True:
+                self._message = loop.create_future()
+                try:
+                    how, said = await asyncio.wait_for(self._message, wait)
+                except TimeoutError:
+                    how = "max-length" if over else "silence"
+                    break
+                if how != "speech":
+                    break  # an end key or a hangup
+                # The caller speaks, then stops: silence ends the recording unless they
+                # go on, press an end key or hang up first.
+                text = f"{text} {said}" if text else said
+                talk = len(said.split()) / WORDS_PER_SECOND + silence_s
                 left = max_s - (loop.time() - start)
-                await asyncio.sleep(min(spoken, left))
-                ended = "silence" if spoken < left else "max-length"
-        except TimeoutError:
-            # Nothing said: silence ends it and there is no message (silence is trimmed).
-            return Recording(b"", 8000, "silence", text=None, duration_s=0.0)
+                wait, over = min(talk, left), talk >= left
         finally:
             self.recording = False
             self._message = None
-        return Recording(b"", 8000, ended, text=text, duration_s=loop.time() - start)
+        if text is None:
+            # Nothing said: no message, however it ended (silence is trimmed).
+            return Recording(b"", 8000, how, text=None, duration_s=0.0)
+        return Recording(b"", 8000, how, text=text, duration_s=loop.time() - start)
 
     async def transfer(self, target: str, headers: dict[str, str], body: str | None = None) -> TransferResult:
         self.transfers.append((target, dict(headers), body))

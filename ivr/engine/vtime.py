@@ -9,6 +9,7 @@ otherwise it jumps its clock to the next timer. No real I/O is possible on it.
 from __future__ import annotations
 
 import asyncio
+import select
 import selectors
 from collections.abc import Callable
 
@@ -35,8 +36,13 @@ class _VirtualSelector(selectors.BaseSelector):
     def select(self, timeout=None):
         loop = self.loop
         assert loop is not None
-        if timeout is not None and timeout <= 0:
-            return []
+        if loop.pending_jobs and (timeout is None or timeout > 0):
+            # Blocking work runs in a real thread: wait for it in real time while
+            # the virtual clock stands still, as if the work took no time.
+            return self._real_select(5.0)
+        ready = self._real_select(0)
+        if ready or (timeout is not None and timeout <= 0):
+            return ready
         hook = loop.idle_hook
         if hook is not None and hook():
             return []
@@ -44,6 +50,13 @@ class _VirtualSelector(selectors.BaseSelector):
             raise Deadlock("virtual loop is idle with nothing scheduled")
         loop.advance(timeout)
         return []
+
+    def _real_select(self, timeout):
+        fds = [k.fd for k in self._map.values() if k.events & selectors.EVENT_READ]
+        if not fds:
+            return []
+        r, _, _ = select.select(fds, [], [], timeout)
+        return [(self._map[fd], selectors.EVENT_READ) for fd in r]
 
     def get_map(self):
         return self._map
@@ -61,6 +74,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         sel.loop = self
         self._now = start
         self.idle_hook: Callable[[], bool] | None = None
+        self.pending_jobs = 0
+
+    def run_in_executor(self, executor, func, *args):
+        fut = super().run_in_executor(executor, func, *args)
+        self.pending_jobs += 1
+
+        def done(_):
+            self.pending_jobs -= 1
+        fut.add_done_callback(done)
+        return fut
 
     def time(self) -> float:
         return self._now

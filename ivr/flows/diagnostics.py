@@ -64,7 +64,13 @@ class Report:
         return sorted(self.items, key=lambda d: (d.pos, d.severity != "error", d.message))
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to what was typed, when one is close enough."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A 'did you mean X?' hint when one choice is close to what was typed."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
+    close = closest(word, choices)
+    return f"did you mean {close!r}?" if close else None

@@ -50,6 +50,7 @@ class Expr:
     tree: ast.expression
     names: set[str] = field(default_factory=set)
     hours: set[str] = field(default_factory=set)  # opening-hours names passed to open()
+    pos: Any = field(default=None, compare=False)  # where the flow wrote it (set by the loader)
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
@@ -58,14 +59,21 @@ class Expr:
 def compile_expr(source: str) -> Expr:
     """Parse and check an expression; raises ExprError with a column."""
     text = source.strip()
+    lead = len(source) - len(source.lstrip())  # columns count from `source` as written
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        col = (exc.offset or 1)
+        # Python gives offset 0 when the text ended too early ("x ==", "1 +"):
+        # point at its last character, where something is missing.
+        col = min(exc.offset or len(text), len(text)) or 1
         hint = "compare with == (not =)" if re.search(r"[^=!<>]=[^=]", text) else None
-        raise ExprError(f"syntax error in condition: {exc.msg}", col, hint) from None
+        raise ExprError(f"syntax error in condition: {exc.msg}", col + lead, hint) from None
     out = Expr(text, tree)
-    _check(tree.body, out)
+    try:
+        _check(tree.body, out)
+    except ExprError as exc:
+        exc.col += lead
+        raise
     return out
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from .diagnostics import Report, did_you_mean
+from .diagnostics import Report, closest, did_you_mean
 from .yamlsrc import LList, LMap, Pos, Scalar, pos_of
 
 
@@ -97,6 +97,9 @@ class Key(FieldType):
     pattern = re.compile(r"[0-9*#A-Da-d]{1,8}")
 
     def parse(self, v, ctx):
+        if isinstance(v, Scalar) and v.kind == "null" and not v.quoted:
+            # `key: #` is a YAML comment, so the key arrives empty.
+            return ctx.error("bad-key", "no key given", v.pos, "quote keys like '*' and '#' in YAML")
         s = self._scalar(v, ctx)
         if s is INVALID:
             return s
@@ -251,7 +254,8 @@ class Phrases(FieldType):
 
     def parse(self, v, ctx):
         items = v if isinstance(v, LList) else [v]
-        out = []
+        out = PhraseList()
+        out.positions = []
         for item in items:
             s = self._scalar(item, ctx)
             if s is INVALID:
@@ -261,10 +265,17 @@ class Phrases(FieldType):
                 ctx.error("bad-value", "an empty phrase", s.pos)
                 continue
             out.append(norm)
+            out.positions.append(s.pos)
         return out
 
     def schema(self):
         return {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+
+class PhraseList(list):
+    """Normalised phrases; `positions[i]` is where phrase i was written."""
+
+    positions: list[Pos]
 
 
 def normalise_phrase(text: str) -> str:
@@ -321,8 +332,10 @@ class MapOf(FieldType):
         out = {}
         for k, item in v.items():
             if not self.key_re.fullmatch(k):
+                # Variable names (VAR_RE) cannot hold '-': they are read in conditions.
+                allowed = "letters, digits, _ and -" if "\\-" in self.key_re.pattern else "letters, digits and _"
                 ctx.error("bad-name", f"{k!r} is not {self.key_what}", v.key_pos[k],
-                          "use letters, digits, _ and -, starting with a letter")
+                          f"use {allowed}, starting with a letter")
                 continue
             parsed = self.value.parse(item, ctx)
             if parsed is not INVALID:
@@ -426,13 +439,17 @@ def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
     values: dict[str, Any] = {}
     fpos: dict[str, Pos] = {}
     bad = False
+    guessed: set[str] = set()  # fields an unknown key was probably meant to be
     for key, item in v.items():
         if key in skip:
             continue
         f = specs.get(key)
         if f is None:
+            guess = closest(key, specs)
             ctx.error("unknown-key", f"unknown key {key!r} in {_struct_name(cls)}", v.key_pos[key],
-                      did_you_mean(key, specs) or "allowed: " + ", ".join(specs))
+                      f"did you mean {guess!r}?" if guess else "allowed: " + ", ".join(specs))
+            if guess:
+                guessed.add(guess)
             continue
         parsed = f.metadata["ftype"].parse(item, ctx)
         fpos[f.name] = pos_of(item) if pos_of(item).line else v.key_pos[key]
@@ -441,7 +458,9 @@ def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
             continue
         values[f.name] = parsed
     for name, f in specs.items():
-        if f.metadata["required"] and f.name not in values and name not in v:
+        # A field that was written (even if its value was refused) or misspelt is
+        # not missing: that problem was reported already, once.
+        if f.metadata["required"] and name not in v.key_pos and name not in guessed:
             ctx.error("missing-field", f"{_struct_name(cls)} needs '{name}'", v.pos,
                       f"add '{name}:' ({f.metadata['doc']})")
             bad = True

@@ -48,11 +48,12 @@ class Condition(FieldType):
         if s is INVALID:
             return s
         try:
-            return compile_expr(s.raw)
+            expr = compile_expr(s.raw)
         except ExprError as exc:
             # Point at the offending character when the scalar sits on one line.
-            pos = Pos(s.pos.line, s.pos.col + exc.col - 1 + (1 if s.quoted else 0))
-            return ctx.error("bad-condition", exc.message, pos, exc.hint)
+            return ctx.error("bad-condition", exc.message, s.at(exc.col - 1), exc.hint)
+        expr.pos = s.pos
+        return expr
 
     def schema(self):
         return {"type": "string"}
@@ -64,17 +65,14 @@ class SetValue(FieldType):
     name = "a value or an = expression"
 
     def parse(self, v, ctx: Ctx):
-        if isinstance(v, Scalar) and not v.quoted and v.raw.startswith("="):
-            expr_src = v.raw[1:]
+        if isinstance(v, Scalar) and v.raw.startswith("="):
             try:
-                return compile_expr(expr_src)
+                expr = compile_expr(v.raw[1:])
             except ExprError as exc:
-                return ctx.error("bad-condition", exc.message, Pos(v.pos.line, v.pos.col + exc.col), exc.hint)
-        if isinstance(v, Scalar) and v.quoted and v.raw.startswith("="):
-            try:
-                return compile_expr(v.raw[1:])
-            except ExprError as exc:
-                return ctx.error("bad-condition", exc.message, Pos(v.pos.line, v.pos.col + exc.col + 1), exc.hint)
+                # exc.col counts from just after the '=', which is raw offset 1.
+                return ctx.error("bad-condition", exc.message, v.at(exc.col), exc.hint)
+            expr.pos = v.pos
+            return expr
         return Literal().parse(v, ctx)
 
     def schema(self):
@@ -499,6 +497,9 @@ class Flow(Located):
                            factory=dict)
     nodes: dict = field(default_factory=dict, metadata={"internal": True})
     subflows: dict = field(default_factory=dict, metadata={"internal": True})
+    # Ids of nodes that were written but could not be read (no kind, unknown kind):
+    # already reported, so rules treat them as present rather than as missing targets.
+    broken: set = field(default_factory=set, metadata={"internal": True})
     path: str = field(default="flows.yaml", metadata={"internal": True})
     media_dir: str = field(default="media", metadata={"internal": True})
     digest: str = field(default="", metadata={"internal": True})

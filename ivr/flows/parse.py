@@ -74,6 +74,7 @@ def _parse_nodes(v: Any, scope: str | None, flow: Flow, ctx: Ctx) -> None:
             continue
         node = parse_node(raw, ctx, kpos)
         if node is None:
+            flow.broken.add(f"{scope}.{node_id}" if scope else node_id)
             continue
         node.id = f"{scope}.{node_id}" if scope else node_id
         node.scope = scope
@@ -108,7 +109,8 @@ def _parse_subflows(v: Any, flow: Flow, ctx: Ctx) -> None:
         return
     for name, raw in v.items():
         if not _ID.fullmatch(name):
-            ctx.error("bad-name", f"{name!r} is not a valid subflow name", v.key_pos[name])
+            ctx.error("bad-name", f"{name!r} is not a valid subflow name", v.key_pos[name],
+                      "use letters, digits, _ and -, starting with a letter")
             continue
         sub = Struct(Subflow).parse(raw, ctx, skip=("nodes",))
         if sub is INVALID:
@@ -126,7 +128,8 @@ def _qualify_subflow_targets(flow: Flow) -> None:
     """Inside a subflow, `goto: x` means that subflow's x when it has one."""
     for node in flow.nodes.values():
         if node.scope:
-            _rewrite(node, lambda t, s=node.scope: f"{s}.{t}" if f"{s}.{t}" in flow.nodes else t)
+            _rewrite(node, lambda t, s=node.scope: f"{s}.{t}" if f"{s}.{t}" in flow.nodes
+                     or f"{s}.{t}" in flow.broken else t)
     for name, sub in flow.subflows.items():
         if sub.start and f"{name}.{sub.start}" in flow.nodes:
             sub.start = sub.start  # kept as written; Flow.edges qualifies it

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from .diagnostics import Report, did_you_mean
 from .expr import TEMPLATE_FORMATS, Expr, template_fields
-from .fields import ListOf, Located, Struct, spec_fields
+from .fields import ListOf, Located, Struct, spec_fields, yaml_name
 from .model import (
     HUMAN_PATH_KINDS,
     PERSON_KINDS,
+    PROMPTS,
     Branch,
     Callback,
     CallSubflow,
@@ -61,19 +62,28 @@ def validate(flow: Flow, report: Report, *, check_media: bool = True) -> Report:
 
 # ---- targets and graph -------------------------------------------------------
 
+def _missing(flow: Flow, target: str) -> bool:
+    """A target that names no node (one that failed to parse was reported already)."""
+    return target not in flow.nodes and target not in flow.broken
+
+
 @rule
 def check_targets(flow: Flow, report: Report) -> None:
     ids = flow.nodes
-    if flow.start and flow.start not in ids:
+    if flow.start and _missing(flow, flow.start):
         report.error("missing-target", f"start node {flow.start!r} does not exist", flow.at("start"),
                      did_you_mean(flow.start, ids))
-    if flow.escape and flow.escape.to and flow.escape.to not in ids:
+    if flow.escape and flow.escape.to and _missing(flow, flow.escape.to):
         report.error("missing-target", f"escape target {flow.escape.to!r} does not exist", flow.escape.at("to"),
                      did_you_mean(flow.escape.to, ids) or "add a handoff node that reaches a person")
     for node in ids.values():
         for e in flow.edges(node):
-            if e.target not in ids:
-                short = [i for i in ids if (i.split(".")[-1] if node.scope else i)]
+            if e.kind == "call":
+                continue  # a subflow's missing start is reported once, at the subflow below
+            if _missing(flow, e.target):
+                # Suggest names as written: a subflow's own nodes, then the main flow's.
+                local = [i.split(".", 1)[1] for i in ids if node.scope and i.startswith(node.scope + ".")]
+                short = local + [i for i in ids if "." not in i]
                 report.error("missing-target", f"{node.id}: {e.label} goes to {e.target!r}, which does not exist",
                              e.pos, did_you_mean(e.target.split(".")[-1], short))
         if isinstance(node, CallSubflow) and node.call and node.call not in flow.subflows:
@@ -83,9 +93,9 @@ def check_targets(flow: Flow, report: Report) -> None:
             report.error("bad-return", f"{node.id}: return is only allowed inside a subflow", node.pos,
                          "use hangup or goto in the main flow")
     for name, sub in flow.subflows.items():
-        if sub.start and f"{name}.{sub.start}" not in ids:
+        if sub.start and _missing(flow, f"{name}.{sub.start}"):
             report.error("missing-target", f"subflow {name!r} starts at {sub.start!r}, which it does not define",
-                         sub.at("start"))
+                         sub.at("start"), did_you_mean(sub.start, [i.split(".", 1)[1] for i in sub.nodes]))
 
 
 def successors(flow: Flow) -> dict[str, list[str]]:
@@ -95,7 +105,12 @@ def successors(flow: Flow) -> dict[str, list[str]]:
 
 @rule
 def check_reachable(flow: Flow, report: Report) -> None:
-    if not flow.start or flow.start not in flow.nodes:
+    if not flow.start or flow.start not in flow.nodes or flow.broken:
+        return  # a node that failed to parse may be the only way to others: wait for its fix
+    if any(_missing(flow, e.target) for n in flow.nodes.values() for e in flow.edges(n)) or any(
+            sub.start and _missing(flow, f"{name}.{sub.start}") for name, sub in flow.subflows.items()):
+        # A misspelt link (reported by check_targets) leaves the node it meant
+        # unreached; calling that node unreachable would invite deleting it.
         return
     succ = successors(flow)
     seen = {flow.start}
@@ -175,6 +190,8 @@ def check_loops(flow: Flow, report: Report) -> None:
             continue
         if any(t not in members for n in comp for t in succ[n]):
             continue
+        if any(e.target in flow.broken for n in comp for e in flow.edges(flow.nodes[n])):
+            continue  # it leads to a node that failed to parse: that node's problem was reported
         order = sorted(comp, key=lambda n: flow.nodes[n].pos)
         first = flow.nodes[order[0]]
         report.error("loop-no-exit", "loop with no exit: " + " -> ".join(order + [order[0]]), first.pos,
@@ -185,6 +202,8 @@ def check_loops(flow: Flow, report: Report) -> None:
 
 def reaches_human(flow: Flow, target: str | None, _seen: set[str] | None = None) -> bool:
     """Every path from `target` that takes no input ends with a person (now or by callback)."""
+    if target in flow.broken:
+        return True  # failed to parse and was reported; do not report its callers too
     if not target or target not in flow.nodes:
         return False
     seen = _seen if _seen is not None else set()
@@ -255,16 +274,21 @@ def check_menu_choices(flow: Flow, report: Report) -> None:
             continue
         keys, phrases, _ = flow.escape_for(node)
         seen_keys: dict[str, str] = {k: "the escape" for k in keys}
+        key_pos: dict[str, Pos] = {}  # where each option key was written (escape keys: none)
         seen_phr: dict[str, str] = {p: "the escape" for p in phrases}
         for i, opt in enumerate(node.options, 1):
             name = f"option {i}"
-            if not opt.key and not opt.phrases:
+            # A key or phrase that was written but refused was reported already;
+            # the option is not empty for that.
+            has_key = bool(opt.key) or "key" in opt.field_pos
+            has_phrases = bool(opt.phrases) or "phrases" in opt.field_pos
+            if not has_key and not has_phrases:
                 report.error("empty-option", f"{node.id}: {name} has neither a key nor phrases", opt.pos,
                              "add key: or say:")
-            if node.input == "dtmf" and not opt.key:
+            elif node.input == "dtmf" and not has_key:
                 report.error("empty-option", f"{node.id}: {name} has no key but the menu takes keys only",
                              opt.pos)
-            if node.input == "speech" and not opt.phrases:
+            elif node.input == "speech" and not has_phrases:
                 report.error("empty-option", f"{node.id}: {name} has no phrases but the menu takes speech only",
                              opt.pos)
             if opt.key:
@@ -276,18 +300,25 @@ def check_menu_choices(flow: Flow, report: Report) -> None:
                                      if seen_keys[opt.key] == "the escape" else ""))
                 else:
                     seen_keys[opt.key] = name
-            for ph in opt.phrases:
+                    key_pos[opt.key] = opt.at("key")
+            where = getattr(opt.phrases, "positions", [])
+            for j, ph in enumerate(opt.phrases):
+                if seen_phr.get(ph) == name:
+                    continue  # the same synonym twice in one option is harmless
                 if ph in seen_phr:
                     report.error("duplicate-choice", f"{node.id}: phrase {ph!r} is already used by "
-                                 f"{seen_phr[ph]}", opt.at("phrases"), "each phrase may pick one thing")
+                                 f"{seen_phr[ph]}", where[j] if j < len(where) else opt.at("phrases"),
+                                 "each phrase may pick one thing")
                 else:
                     seen_phr[ph] = name
         ks = [k for k in seen_keys]
         for a in ks:
             for b in ks:
                 if a != b and b.startswith(a):
+                    # Point at the longer option key (the one that makes the shorter wait).
+                    pos = key_pos.get(b) or key_pos.get(a) or node.at("escape")
                     report.warning("key-prefix", f"{node.id}: key {a} is a prefix of {b}; "
-                                   f"pressing {a} waits the inter-digit timeout", node.pos)
+                                   f"pressing {a} waits the inter-digit timeout", pos)
 
 
 @rule
@@ -311,13 +342,14 @@ def check_gathers(flow: Flow, report: Report) -> None:
             lo = d.min if d else 1
             term = d.terminator if d else "#"
             for k in keys:
+                # Point at the digits setting that clashes (digits: itself when it is left out).
                 if k == term:
                     report.error("escape-conflict", f"{node.id}: escape key {k} is also the terminator",
-                                 node.at("digits") if d else node.pos, "pick another terminator or escape key")
+                                 d.at("terminator") if d else node.pos, "pick another terminator or escape key")
                 elif len(k) >= lo and all(c.isdigit() for c in k):
                     report.error("escape-conflict", f"{node.id}: escape key {k} is also a valid entry "
                                  f"(min {lo} digit(s)), so the caller could not escape",
-                                 node.at("digits") if d else node.pos,
+                                 d.at("min") if d else node.pos,
                                  "raise digits.min, or give this gather escape: {keys: ['*']}")
 
 
@@ -372,6 +404,13 @@ def iter_prompts(flow: Flow) -> Iterator[tuple[str, Prompt]]:
 @rule
 def check_prompts(flow: Flow, report: Report) -> None:
     known = known_variables(flow)
+    for node in flow.nodes.values():
+        # `prompt: []` passes as a list, yet the caller would hear nothing at all.
+        for s in iter_structs(node):
+            for f in spec_fields(type(s)):
+                if f.metadata["required"] and f.metadata["ftype"] is PROMPTS and getattr(s, f.name) == []:
+                    report.error("empty-prompt", f"{node.id}: {yaml_name(f)} is an empty list", s.at(f.name),
+                                 "add at least one prompt with text: or audio:")
     for owner, p in iter_prompts(flow):
         if not p.text and not p.audio:
             report.error("empty-prompt", f"{owner}: a prompt with neither text nor audio", p.pos,
@@ -411,7 +450,7 @@ def check_conditions(flow: Flow, report: Report) -> None:
         if isinstance(node, Branch):
             exprs = [(c.when, c.at("when")) for c in node.cases if isinstance(c.when, Expr)]
         elif isinstance(node, SetVars):
-            exprs = [(v, node.at("vars")) for v in node.vars.values() if isinstance(v, Expr)]
+            exprs = [(v, v.pos or node.at("vars")) for v in node.vars.values() if isinstance(v, Expr)]
         for ex, pos in exprs:
             for h in sorted(ex.hours):
                 if h not in flow.hours:
@@ -460,6 +499,8 @@ def check_media_files(flow: Flow, report: Report) -> None:
 @rule
 def check_subflows(flow: Flow, report: Report) -> None:
     for name, sub in flow.subflows.items():
+        if any(b.startswith(f"{name}.") for b in flow.broken):
+            continue  # its return may be the node that failed to parse
         if not any(isinstance(n, Return) for n in sub.nodes.values()):
             report.warning("no-return", f"subflow {name!r} never returns", sub.pos,
                            "add a node of kind return, or callers never come back from it")

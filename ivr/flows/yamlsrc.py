@@ -66,6 +66,18 @@ class Scalar:
     kind: str  # str, int, float, bool, null, timestamp
     pos: Pos
     quoted: bool = False
+    end: Pos | None = None  # where the scalar's text ends
+
+    def at(self, offset: int) -> Pos:
+        """Where character `offset` (0-based) of the raw text was written.
+
+        Exact for a scalar on one line (escapes in double quotes aside); a
+        scalar that spans lines (folded, block, or wrapped) gives its start,
+        since folding has moved its characters.
+        """
+        if self.end is None or self.end.line != self.pos.line:
+            return self.pos
+        return Pos(self.pos.line, self.pos.col + offset + (1 if self.quoted else 0))
 
     @property
     def value(self) -> Any:
@@ -88,7 +100,10 @@ class Scalar:
 
 
 class LMap(dict):
-    """A mapping of str keys; `pos` is the mapping, `key_pos[k]` each key."""
+    """A mapping of str keys; `pos` is the mapping, `key_pos[k]` each key.
+
+    `key_pos` also holds keys whose value was refused (a forbidden tag).
+    """
 
     pos: Pos
     key_pos: dict[str, Pos]
@@ -122,27 +137,64 @@ def load(text: str) -> tuple[Value | None, list[YamlError]]:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = Pos(mark.line + 1, mark.column + 1) if mark else Pos(1, 1)
         problem = exc.problem or str(exc)
-        ctx = f" ({exc.context})" if exc.context else ""
-        raise YamlError(f"YAML syntax: {problem}{ctx}", pos, _syntax_hint(problem)) from None
+        context = exc.context or ""
+        mark = exc.problem_mark or exc.context_mark
+        where = ""
+        if exc.context_mark and exc.problem_mark and context.startswith(_AT_START):
+            # An unclosed quote or bracket is noticed lines later (often at the end
+            # of the file); the fix belongs where it was opened.
+            mark = exc.context_mark
+            if exc.problem_mark.line != mark.line:
+                where = f", noticed at line {exc.problem_mark.line + 1}"
+        pos = Pos(mark.line + 1, mark.column + 1) if mark else Pos(1, 1)
+        ctx = f" ({context}{where})" if context else ""
+        char = _char_at(text, exc.problem_mark)
+        raise YamlError(f"YAML syntax: {problem}{ctx}", pos, _syntax_hint(problem, context, char)) from None
     except yaml.YAMLError as exc:  # composer errors without marks
         raise YamlError(f"YAML syntax: {exc}", Pos(1, 1)) from None
     if root is None:
         return None, []
     builder = _Builder()
-    return builder.build(root), builder.problems
+    value = builder.build(root)
+    return (None if value is _LEFT_OUT else value), builder.problems
 
 
-def _syntax_hint(problem: str) -> str | None:
-    if "tab" in problem:
+# Contexts whose error is best shown where the construct starts: those that run
+# on until closed, and an alias (`key: *` is a bare star, not a broken key).
+_AT_START = ("while scanning a quoted scalar", "while parsing a flow sequence", "while parsing a flow mapping",
+             "while scanning an alias")
+
+
+def _char_at(text: str, mark) -> str:
+    """The character under a mark (libyaml's messages do not name it)."""
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    if mark.line >= len(lines) or mark.column >= len(lines[mark.line]):
+        return ""
+    return lines[mark.line][mark.column]
+
+
+def _syntax_hint(problem: str, context: str = "", char: str = "") -> str | None:
+    if "tab" in problem or char == "\t":
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return "quote text that contains ': ' (for example prompt: \"Note: closed\")"
     if "could not find expected ':'" in problem:
         return "check the indentation of the line above, or a missing ':' after a key"
+    if "alias" in context or "undefined alias" in problem:
+        return "a bare * starts a YAML alias: quote keys like '*' and '#'"
+    if "quoted scalar" in context:
+        return "close the quote; inside \"...\" write \\\" for a quote, inside '...' write ''"
+    if "flow sequence" in context or "flow mapping" in context:
+        return "close the [ ] or { } opened here"
     return None
+
+
+# What build() gives for a node with a forbidden tag: its entry is left out, so a
+# refused value is reported once instead of again as an empty one.
+_LEFT_OUT: Any = object()
 
 
 class _Builder:
@@ -150,18 +202,25 @@ class _Builder:
         self._seen: dict[int, Value] = {}
         self.problems: list[YamlError] = []
 
+    def _forbidden(self, node: yaml.Node) -> bool:
+        tag = node.tag
+        if tag in _SAFE_TAGS or (isinstance(node, yaml.ScalarNode) and tag == "!"):
+            return False
+        self.problems.append(YamlError(
+            f"YAML tag {tag!r} is not allowed",
+            _pos(node),
+            "flows are plain data: remove the tag",
+        ))
+        return True
+
     def build(self, node: yaml.Node) -> Value:
         done = self._seen.get(id(node))
         if done is not None:
             return done
         tag = node.tag
-        if tag not in _SAFE_TAGS and not (isinstance(node, yaml.ScalarNode) and tag == "!"):
-            self.problems.append(YamlError(
-                f"YAML tag {tag!r} is not allowed",
-                _pos(node),
-                "flows are plain data: remove the tag",
-            ))
-            return Scalar("", "null", _pos(node))
+        if self._forbidden(node):
+            self._seen[id(node)] = _LEFT_OUT  # an alias to it is left out too, and reported once
+            return _LEFT_OUT
         if isinstance(node, yaml.MappingNode):
             out = LMap()
             out.pos = _pos(node)
@@ -176,8 +235,10 @@ class _Builder:
                 if not isinstance(knode, yaml.ScalarNode):
                     self.problems.append(YamlError("a mapping key must be plain text", _pos(knode)))
                     continue
+                if self._forbidden(knode):
+                    continue
                 key = knode.value
-                if key in out:
+                if key in out.key_pos:
                     first = out.key_pos[key]
                     self.problems.append(YamlError(
                         f"duplicate key {key!r} (first defined at line {first.line})",
@@ -185,18 +246,23 @@ class _Builder:
                         "each key may appear once in a mapping; rename or merge them",
                     ))
                     continue
+                # A key whose value was refused stays in key_pos (not in the mapping),
+                # so readers can tell it was written and not report it missing.
                 out.key_pos[key] = _pos(knode)
-                out[key] = self.build(vnode)
+                value = self.build(vnode)
+                if value is not _LEFT_OUT:
+                    out[key] = value
             return out
         if isinstance(node, yaml.SequenceNode):
             seq = LList()
             seq.pos = _pos(node)
             self._seen[id(node)] = seq
-            seq.extend(self.build(item) for item in node.value)
+            seq.extend(v for v in map(self.build, node.value) if v is not _LEFT_OUT)
             return seq
         kind = tag.rsplit(":", 1)[-1] if tag != "!" else "str"
         # An untagged plain scalar was resolved by the loader; a quoted one is a string.
         quoted = node.style in ("'", '"', "|", ">")
-        scalar = Scalar(node.value, "str" if quoted else kind, _pos(node), quoted)
+        end = Pos(node.end_mark.line + 1, node.end_mark.column + 1)
+        scalar = Scalar(node.value, "str" if quoted else kind, _pos(node), quoted, end)
         self._seen[id(node)] = scalar
         return scalar

@@ -12,7 +12,10 @@ from ..engine.call import Call, Recording
 from ..engine.handoff import summary_headers
 from ..engine.services import CallbackRequest, Reservation, RouterResult
 
-RESERVATION_S = 600.0  # a slot offered to a caller is held this long at most
+# A slot offered to a caller is held this long at most: longer than the greeting plus the
+# longest message a flow may allow (voicemail max_length is at most 1 h), so a caller still
+# talking never loses their slot. Calls release their slot when they end without a message.
+RESERVATION_S = 2 * 3600.0
 
 
 @dataclass

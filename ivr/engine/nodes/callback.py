@@ -25,7 +25,8 @@ def _say(ctx: CallContext, text: str) -> PromptAudio:
 
 
 def _digits(number: str) -> str:
-    return " ".join(number)
+    spoken = " ".join(number.lstrip("+"))
+    return f"plus {spoken}" if number.startswith("+") else spoken
 
 
 def _when(seconds: float) -> str:

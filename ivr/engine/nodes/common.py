@@ -61,5 +61,6 @@ async def failed(ctx: CallContext, node: Node, kind: str) -> Go | None:
         ctx.consecutive_failures = 0
         return Go((retry.then if retry and retry.then else esc_to) or "", "retry")
     prompts = (retry.prompts if retry and retry.prompts else None) or getattr(ctx.flow.defaults, kind)
-    await ctx.play([prompts[min(counts[kind], len(prompts)) - 1]])
+    # A key pressed during the apology answers the question about to be asked again.
+    await ctx.play([prompts[min(counts[kind], len(prompts)) - 1]], bargein=setting(ctx, node, "bargein"))
     return None

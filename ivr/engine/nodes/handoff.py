@@ -26,9 +26,9 @@ def payload_for(ctx: CallContext, node: Handoff, reason: str | None = None) -> d
 
 
 async def run_handoff(ctx: CallContext, node: Handoff) -> Go | End:
-    payload = payload_for(ctx, node)
     if node.prompt:
         await ctx.play(node.prompt)
+    payload = payload_for(ctx, node)  # after the prompt: wait_s is the wait the router sees
     ctx.journey.emit("handoff", payload=payload)
     result = await ctx.services.router.handoff(ctx.call, payload, node.target)
     if result.accepted:

@@ -18,6 +18,7 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
     by_key = {o.key: o for o in node.options}
     await ctx.call.start_hold(node.music, node.mode)
     ctx.note("hold-start", music=node.music, mode=node.mode)
+    ctx.journey.emit("listen", node=node.id, keys=bool(by_key), speech=False, bargein=True)
     try:
         while True:
             now = ctx.loop.time()
@@ -46,6 +47,7 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
                 return _chosen(ctx, node, ev.digit)
             ctx.ignored(ev)
     finally:
+        ctx.journey.emit("listen-end", node=node.id)
         await ctx.call.stop_hold()
         ctx.note("hold-end", waited_s=round(ctx.loop.time() - start, 3))
 

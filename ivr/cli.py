@@ -1,0 +1,179 @@
+"""The `ivr` command: validate, schema, graph, simulate (and serve, as the engine grows)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .flows import Report, check_file
+
+DEFAULT_FLOWS = "flows.yaml"
+
+
+def _print_report(report: Report, as_json: bool, out=sys.stdout) -> None:
+    items = report.sorted()
+    if as_json:
+        json.dump([d.as_dict() for d in items], out, indent=2)
+        out.write("\n")
+        return
+    for d in items:
+        print(d.format(), file=out)
+
+
+def _load_or_exit(path: str, *, check_media: bool = True):
+    flow, report = check_file(path, check_media=check_media)
+    if flow is None:
+        _print_report(report, False, sys.stderr)
+        n = len(report.errors)
+        print(f"{path}: {n} error(s); fix them first (ivr validate {path})", file=sys.stderr)
+        raise SystemExit(1)
+    for d in report.sorted():
+        print(d.format(), file=sys.stderr)
+    return flow
+
+
+def cmd_validate(args) -> int:
+    flow, report = check_file(args.flows, check_media=not args.no_media)
+    _print_report(report, args.json)
+    errors, warnings = len(report.errors), len(report.warnings)
+    if not args.json:
+        if errors:
+            print(f"{args.flows}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        else:
+            nodes = len(flow.nodes) if flow else 0
+            print(f"{args.flows}: valid ({nodes} nodes, {warnings} warning(s))", file=sys.stderr)
+    if errors or (args.strict and warnings):
+        return 1
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .flows.schema import schema_json
+    text = schema_json("handoff" if args.handoff else "flows")
+    if args.output and args.output != "-":
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .flows.graph import write_graph
+    flow = _load_or_exit(args.flows)
+    try:
+        fmt = write_graph(flow, args.output, args.format)
+    except ValueError as exc:
+        print(f"ivr graph: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({fmt}, {len(flow.nodes)} nodes)", file=sys.stderr)
+    return 0
+
+
+def _parse_at(text: str | None) -> dt.datetime:
+    """'2026-11-23T10:00', optionally followed by a time zone name; default now."""
+    if not text:
+        return dt.datetime.now(dt.UTC)
+    stamp, _, zone = text.partition(" ")
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        raise SystemExit(f"ivr simulate: --at {text!r}: use YYYY-MM-DDTHH:MM [Zone/Name]") from None
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=ZoneInfo(zone) if zone else dt.UTC)
+        except ZoneInfoNotFoundError:
+            raise SystemExit(f"ivr simulate: unknown time zone {zone!r}") from None
+    return when
+
+
+def cmd_simulate(args) -> int:
+    from .simulator import ScriptError, Simulation, parse_script
+    flow = _load_or_exit(args.flows)
+    steps = None
+    interactive = False
+    if args.script:
+        try:
+            steps = parse_script(Path(args.script).read_text(encoding="utf-8"))
+        except (OSError, ScriptError) as exc:
+            print(f"ivr simulate: {exc}", file=sys.stderr)
+            return 2
+    elif sys.stdin.isatty():
+        interactive = True
+        print("Simulated call. Type keys (1, 0, 123#) or words (billing); an empty line is silence; "
+              "Ctrl-D goes quiet.", file=sys.stderr)
+    else:
+        # Piped input is a script: `echo 0 | ivr simulate flows.yaml --json`.
+        try:
+            steps = parse_script(sys.stdin.read())
+        except ScriptError as exc:
+            print(f"ivr simulate: {exc}", file=sys.stderr)
+            return 2
+    quiet = args.quiet
+    out = None if quiet else (sys.stderr if args.json else sys.stdout)
+    sim = Simulation(flow, steps, interactive=interactive, out=out, caller=args.caller,
+                     dialled=args.dialled, at=_parse_at(args.at), router_accepts=not args.router_refuses,
+                     full_mailboxes=tuple(args.mailbox_full or ()))
+    journey = sim.run()
+    if args.json:
+        doc = journey.to_dict()
+        doc["script_failures"] = sim.failures
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    for f in sim.failures:
+        print(f"FAILED {f}", file=sys.stderr)
+    return 1 if sim.failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ivr", description="IVR and voice-flow engine")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a flow file; exit 1 when it has errors")
+    v.add_argument("flows", nargs="?", default=DEFAULT_FLOWS)
+    v.add_argument("--json", action="store_true", help="print the problems as JSON")
+    v.add_argument("--strict", action="store_true", help="warnings fail too")
+    v.add_argument("--no-media", action="store_true", help="skip checking that media files exist")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schema of the flow language (or of the hand-off payload)")
+    s.add_argument("-o", "--output", help="file to write (default: standard output)")
+    s.add_argument("--handoff", action="store_true", help="the hand-off payload schema instead")
+    s.set_defaults(func=cmd_schema)
+
+    g = sub.add_parser("graph", help="draw a flow as Mermaid (.mmd), Graphviz (.dot) or SVG (.svg)")
+    g.add_argument("flows", nargs="?", default=DEFAULT_FLOWS)
+    g.add_argument("-o", "--output", required=True, help="output file; its suffix picks the format")
+    g.add_argument("--format", choices=["mmd", "dot", "svg"], help="format, when the suffix does not say")
+    g.set_defaults(func=cmd_graph)
+
+    m = sub.add_parser("simulate", help="a text call through a flow (interactive, piped or --script)")
+    m.add_argument("flows", nargs="?", default=DEFAULT_FLOWS)
+    m.add_argument("--script", help="a file of caller steps (see docs/FLOWS.md)")
+    m.add_argument("--json", action="store_true", help="print the journey record as JSON on standard output")
+    m.add_argument("--quiet", action="store_true", help="no transcript")
+    m.add_argument("--caller", default="+441632960001", help="caller id")
+    m.add_argument("--dialled", default="+441632960000", help="the number called")
+    m.add_argument("--at", help='when the call happens: "2026-11-23T10:00 Europe/London" (default: now)')
+    m.add_argument("--router-refuses", action="store_true", help="every hand-off is refused")
+    m.add_argument("--mailbox-full", action="append", metavar="MAILBOX", help="treat this mailbox as full")
+    m.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

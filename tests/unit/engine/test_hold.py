@@ -1,0 +1,126 @@
+"""The hold node: music on hold, announcements, keys, and a bounded wait."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import texts
+
+HOLD = """
+start:
+  kind: hold
+  music: jazz
+  mode: stream
+  max_wait: 75s
+  announcements:
+    - {after: 0s, prompt: "Please hold."}
+    - {after: 30s, every: 20s, prompt: "Still holding."}
+  options:
+    - {key: 1, goto: chosen}
+  next: waited
+chosen: {kind: hangup, prompt: "Chosen."}
+waited: {kind: hangup, prompt: "Waited."}
+"""
+ANN_S = 2 / 2.6  # each announcement is two words
+
+
+@pytest.fixture
+def hold(sim):
+    return sim.flow(HOLD)
+
+
+def test_announcements_at_after_and_every_then_next_at_max_wait(sim, hold):
+    j, call, _ = sim.run(hold)
+    played = [(p.text, p.t) for p in j.prompts]
+    assert played == [("Please hold.", 0.0), ("Still holding.", 30.0), ("Still holding.", 50.0),
+                      ("Still holding.", 70.0), ("Waited.", 75.0)]
+    assert all(not p.interrupted for p in j.prompts)
+    assert j.path == ["start", "waited"]
+    assert j.visits[-1].via == "next" and j.visits[-1].t == 75.0
+
+
+def test_music_has_its_class_and_mode_and_pauses_for_announcements(sim, hold):
+    j, call, _ = sim.run(hold)
+    assert {(h.music, h.mode) for h in call.holds} == {("jazz", "stream")}
+    spans = [(h.start, h.end) for h in call.holds if h.end != h.start]
+    assert spans == [(pytest.approx(ANN_S), 30.0), (pytest.approx(30 + ANN_S), 50.0),
+                     (pytest.approx(50 + ANN_S), 70.0), (pytest.approx(70 + ANN_S), 75.0)]
+    assert all(h.end is not None for h in call.holds)  # the music is stopped when the hold ends
+    notes = [n["what"] for n in j.notes]
+    assert "hold-start" in notes and "hold-end" in notes
+    end = next(n for n in j.notes if n["what"] == "hold-end")
+    assert end["waited_s"] == 75.0
+
+
+def test_hold_without_announcements_is_one_stretch_of_music(sim):
+    flow = sim.flow("""
+        start: {kind: hold, max_wait: 10s, next: done}
+        done: {kind: hangup}
+    """)
+    j, call, _ = sim.run(flow)
+    assert [(h.music, h.mode, h.start, h.end) for h in call.holds] == [("default", "resume", 0.0, 10.0)]
+    assert j.prompts == []
+    assert j.duration_s == 10.0
+
+
+def test_option_key_during_the_music(sim, hold):
+    j, call, _ = sim.run(hold, [(12, "1")])
+    assert j.path == ["start", "chosen"]
+    assert j.visits[-1].via == "option" and j.visits[-1].t == 12.0
+    [inp] = j.inputs
+    assert (inp.node, inp.value, inp.result, inp.t) == ("start", "1", "option", 12.0)
+    assert call.holds[-1].end == 12.0
+
+
+def test_option_key_during_an_announcement_stops_it(sim, hold):
+    j, call, _ = sim.run(hold, [(30.5, "1")])
+    ann = j.prompts[1]
+    assert (ann.text, ann.interrupted, ann.played_s) == ("Still holding.", True, 0.5)
+    assert j.path == ["start", "chosen"]
+    assert j.visits[-1].t == 30.5
+
+
+def test_other_keys_and_speech_are_ignored_on_hold(sim, hold):
+    j, _, _ = sim.run(hold, [(5, "7"), (1, "hello"), (30, "9")])
+    assert j.path == ["start", "waited"]
+    ignored = [n["value"] for n in j.notes if n["what"] == "ignored-input"]
+    assert ignored == ["7", "hello", "9"]
+    assert not any(p.interrupted for p in j.prompts)
+
+
+def test_a_key_during_an_announcement_without_options_does_not_stop_it(sim):
+    flow = sim.flow("""
+        start:
+          kind: hold
+          max_wait: 20s
+          announcements:
+            - {after: 5s, prompt: "We are still busy, thank you for waiting."}
+          next: done
+        done: {kind: hangup}
+    """)
+    j, _, _ = sim.run(flow, [(6, "1")])
+    assert j.prompts[0].interrupted is False
+    assert j.path == ["start", "done"]
+    assert j.visits[-1].t == 20.0
+
+
+def test_every_repeats_from_after(sim):
+    flow = sim.flow("""
+        start:
+          kind: hold
+          max_wait: 35s
+          announcements:
+            - {after: 5s, every: 10s, prompt: "Hold on."}
+          next: done
+        done: {kind: hangup}
+    """)
+    j, _, _ = sim.run(flow)
+    assert [p.t for p in j.prompts] == [5.0, 15.0, 25.0]
+
+
+def test_hanging_up_on_hold_abandons_and_stops_the_music(sim, hold):
+    j, call, _ = sim.run(hold, [(20, "hangup")])
+    assert j.outcome == "abandoned"
+    assert call.holds[-1].end == 20.0
+    assert j.duration_s == 20.0
+    assert texts(j) == ["Please hold."]
