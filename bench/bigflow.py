@@ -1,7 +1,9 @@
 """Generate a large, valid flow for benchmarks: `python bench/bigflow.py 10000 > /tmp/big.yaml`.
 
-A tree of menus (three options each) whose leaves are gathers, says, sets and
-hand-offs, so every rule has real work to do.
+A binary tree of menus (three options each: up to two sub-menus, the rest
+leaves); every leaf is a branch on opening hours, a gather, a say with a
+template and a hand-off, so every rule has real work to do. A flow of M menus
+has 9M + 6 nodes; M is chosen so there are at least `n`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import sys
 
 
 def big_flow(n: int) -> str:
-    """YAML text of a valid flow with about `n` nodes."""
+    """YAML text of a valid flow with at least `n` nodes (at most 8 more)."""
+    menus = max(1, -(-(n - 6) // 9))
     lines = [
         "version: 1", "name: Big flow", "start: m0",
         "escape:", "  to: agent",
@@ -19,35 +22,26 @@ def big_flow(n: int) -> str:
         "  agent:", "    kind: handoff", "    queue: general", "    on_failure: bye",
         "  bye:", "    kind: hangup", '    prompt: "Goodbye."',
     ]
-    count = 2
     leaves: list[str] = []
-    menus = ["m0"]
     made = 0
-    queue = ["m0"]
-    while queue and count < n:
-        mid = queue.pop(0)
-        lines += [f"  {mid}:", "    kind: menu", f'    prompt: "Menu {mid}, press 1, 2 or 3."', "    options:"]
-        count += 1
+    for i in range(menus):
+        lines += [f"  m{i}:", "    kind: menu", f'    prompt: "Menu {i}, press 1, 2 or 3."', "    options:"]
+        kids = [c for c in (2 * i + 1, 2 * i + 2) if c < menus]
         for k in (1, 2, 3):
-            made += 1
-            child = f"n{made}"
-            lines += [f"      - key: {k}", f"        say: [choice {k} of {mid}, option {k}]", f"        goto: {child}"]
-            if count + len(queue) < n - 4 and made % 4 != 0:
-                queue.append(child)
+            if k <= len(kids):
+                target = f"m{kids[k - 1]}"
             else:
-                g, s, h = f"{child}_g", f"{child}_s", f"{child}_h"
-                leaves += [f"  {child}:", "    kind: branch", "    cases:", '      - when: open("office") and x == 1',
-                          f"        goto: {g}", f"    else: {s}",
-                          f"  {g}:", "    kind: gather", '    prompt: "Enter your number."', "    into: x",
-                          "    digits: {min: 4, max: 8}", f"    next: {s}",
-                          f"  {s}:", "    kind: say", '    prompt: "Thanks {x}."', f"    next: {h}",
-                          f"  {h}:", "    kind: handoff", f"    queue: q{made % 50}", "    on_failure: bye"]
-                count += 4
-        menus.append(mid)
-    # Menus still queued become leaves too.
-    for mid in queue:
-        lines += [f"  {mid}:", "    kind: say", '    prompt: "Hello."', "    next: agent"]
-        count += 1
+                made += 1
+                target = f"n{made}"
+                g, s, h = f"{target}_g", f"{target}_s", f"{target}_h"
+                leaves += [f"  {target}:", "    kind: branch", "    cases:",
+                           '      - when: open("office") and x == 1', f"        goto: {g}", f"    else: {s}",
+                           f"  {g}:", "    kind: gather", '    prompt: "Enter your number."', "    into: x",
+                           "    digits: {min: 4, max: 8}", f"    next: {s}",
+                           f"  {s}:", "    kind: say", '    prompt: "Thanks {x}."', f"    next: {h}",
+                           f"  {h}:", "    kind: handoff", f"    queue: q{made % 50}", "    on_failure: bye"]
+            lines += [f"      - key: {k}", f"        say: [choice {k} of menu {i}, option {k}]",
+                      f"        goto: {target}"]
     return "\n".join(lines + leaves) + "\n"
 
 

@@ -9,6 +9,7 @@ set is simply empty.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ class Expr:
 
 def compile_expr(source: str) -> Expr:
     """Parse and check an expression; raises ExprError with a column."""
+    text, tree, names, hours = _compiled(source)
+    return Expr(text, tree, set(names), set(hours))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> tuple[str, ast.expression, frozenset[str], frozenset[str]]:
+    # Big flows repeat the same conditions; parsing each text once keeps validation fast.
+    # The tree is never mutated after checking, so sharing it is safe.
     text = source.strip()
     lead = len(source) - len(source.lstrip())  # columns count from `source` as written
     try:
@@ -74,7 +83,7 @@ def compile_expr(source: str) -> Expr:
     except ExprError as exc:
         exc.col += lead
         raise
-    return out
+    return text, tree, frozenset(out.names), frozenset(out.hours)
 
 
 def _check(node: ast.AST, out: Expr) -> None:

@@ -3,6 +3,7 @@ describes itself as JSON Schema, so the loader and `ivr schema` share one source
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -386,9 +387,15 @@ class Located:
         return self.field_pos.get(name, self.pos)
 
 
-def spec_fields(cls) -> list:
-    """The language fields of a struct class, in declaration order."""
-    return [f for f in fields(cls) if not f.metadata.get("internal") and "ftype" in f.metadata]
+@functools.cache
+def spec_fields(cls) -> tuple:
+    """The language fields of a struct class, in declaration order (cached: classes don't change)."""
+    return tuple(f for f in fields(cls) if not f.metadata.get("internal") and "ftype" in f.metadata)
+
+
+@functools.cache
+def _specs_by_yaml(cls) -> dict:
+    return {yaml_name(f): f for f in spec_fields(cls)}
 
 
 def yaml_name(f) -> str:
@@ -435,7 +442,7 @@ class Struct(FieldType):
 
 def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
     """Read mapping `v` into `cls`, reporting unknown keys, missing and bad fields."""
-    specs = {yaml_name(f): f for f in spec_fields(cls)}
+    specs = _specs_by_yaml(cls)
     values: dict[str, Any] = {}
     fpos: dict[str, Pos] = {}
     bad = False

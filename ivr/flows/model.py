@@ -516,7 +516,17 @@ class Flow(Located):
         return keys, phrases, to
 
     def edges(self, node: Node) -> list[Edge]:
-        """All edges of a node, including its escape and subflow call."""
+        """All edges of a node, including its escape and subflow call (computed once:
+        a loaded flow does not change, and every rule walks the graph)."""
+        cache = self.__dict__.setdefault("_edges", {})
+        got = cache.get(id(node))
+        if got is not None and got[0] is node:
+            return got[1]
+        out = self._edges_of(node)
+        cache[id(node)] = (node, out)
+        return out
+
+    def _edges_of(self, node: Node) -> list[Edge]:
         out = list(node.edges())
         if isinstance(node, CallSubflow) and node.call in self.subflows:
             sub = self.subflows[node.call]

@@ -6,6 +6,7 @@ Report. Rules are independent, so one broken node never hides another's problem.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -377,15 +378,30 @@ def check_handoffs(flow: Flow, report: Report) -> None:
 def iter_structs(obj: Located) -> Iterator[Located]:
     """Every struct inside `obj` (depth first), the node's escape override included."""
     yield obj
-    for f in spec_fields(type(obj)):
-        ftype = f.metadata["ftype"]
-        val = getattr(obj, f.name, None)
-        if isinstance(val, Located):
-            yield from iter_structs(val)
-        elif isinstance(val, list) and isinstance(ftype, ListOf) and isinstance(ftype.item, Struct):
+    for name, many in _struct_slots(type(obj)):
+        val = getattr(obj, name, None)
+        if val is None:
+            continue
+        if not many:
+            if isinstance(val, Located):
+                yield from iter_structs(val)
+        else:
             for item in val:
                 if isinstance(item, Located):
                     yield from iter_structs(item)
+
+
+@functools.cache
+def _struct_slots(cls) -> tuple[tuple[str, bool], ...]:
+    """(field, is_list) for the fields of `cls` that can hold structs."""
+    out = []
+    for f in spec_fields(cls):
+        ftype = f.metadata["ftype"]
+        if isinstance(ftype, ListOf) and isinstance(ftype.item, Struct):
+            out.append((f.name, True))
+        elif isinstance(ftype, Struct) or not isinstance(ftype, ListOf):
+            out.append((f.name, False))
+    return tuple(out)
 
 
 def iter_prompts(flow: Flow) -> Iterator[tuple[str, Prompt]]:
