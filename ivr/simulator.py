@@ -126,6 +126,7 @@ class Simulation:
         self.failures: list[str] = []
         self.listening: str | None = None
         self._silent_turn = False
+        self._awaiting_reaction = False
         self._resume_at = 0.0
         self._recent_prompts: list[str] = []
         self._done = False
@@ -144,6 +145,7 @@ class Simulation:
             self._say(f"-> {data['node']} ({data['kind']})" + (f"  via {data['via']}" if data["via"] not in
                                                                ("next", "start") else ""))
         elif event == "prompt":
+            self._awaiting_reaction = False
             label = data.get("text") or (f"<{data['id']}>" if data.get("id") else f"<audio {data.get('audio')}>")
             self._recent_prompts.append((data.get("text") or data.get("id") or "").lower())
             self._say(f"IVR: {label}")
@@ -155,10 +157,10 @@ class Simulation:
             self._say(f"     heard {how}{conf} => {data['result']}")
         elif event == "listen":
             self.listening = data["node"]
-            self._silent_turn = False
+            self._silent_turn = self._awaiting_reaction = False
         elif event == "listen-end":
             self.listening = None
-            self._silent_turn = False
+            self._silent_turn = self._awaiting_reaction = False
         elif event == "note" and data["what"] in ("mailbox-full", "escape-after-failures", "handoff-refused",
                                                   "callback-stored", "voicemail-saved", "hold-start", "hangup"):
             extra = {k: v for k, v in data.items() if k not in ("node", "t", "what")}
@@ -183,6 +185,9 @@ class Simulation:
         if loop.time() < self._resume_at:
             return False
         if not (self.listening or call.recording) or self._silent_turn:
+            return False
+        if self._awaiting_reaction and not call.recording:
+            # One line is one answer: "0" in a gather is complete, its timer runs now.
             return False
         step = self.steps[0] if self.steps else None
         if call.playing is not None and not (step and step.barge):
@@ -218,9 +223,11 @@ class Simulation:
         if step.action == "keys":
             self._say(f"you: press {step.arg}")
             call.press(step.arg)
+            self._awaiting_reaction = True
         elif step.action == "say":
             self._say(f"you: \"{step.arg}\"")
             call.say(step.arg)
+            self._awaiting_reaction = True
         elif step.action == "silence":
             self._silent_turn = True
             return False

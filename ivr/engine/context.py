@@ -70,6 +70,7 @@ class CallContext:
         self.typeahead: deque[Dtmf] = deque()
         self.attempts: dict[str, dict[str, int]] = {}
         self.consecutive_failures = 0
+        self.failures_since_success = 0  # not reset by the escape: detects a dead line
         self.intent: str | None = None
         self.reason = "overflow" if overflow else "choice"  # why the next hand-off happens
         self.returns: list[str] = []

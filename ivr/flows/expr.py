@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import warnings
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ def _compiled(source: str) -> tuple[str, ast.expression, frozenset[str], frozens
     text = source.strip()
     lead = len(source) - len(source.lstrip())  # columns count from `source` as written
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            # "\+" in a regular expression is meant for the regex, not for Python.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         # Python gives offset 0 when the text ended too early ("x ==", "1 +"):
         # point at its last character, where something is missing.

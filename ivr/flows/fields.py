@@ -485,7 +485,9 @@ def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
 
 def _struct_name(cls) -> str:
     kind = getattr(cls, "KIND", None)
-    return f"a {kind} node" if kind else (cls.__doc__ or cls.__name__).split("\n")[0].rstrip(".").lower()
+    if kind:
+        return f"a {kind} node"
+    return getattr(cls, "TITLE", None) or (cls.__doc__ or cls.__name__).split("\n")[0].split(":")[0].rstrip(".").lower()
 
 
 def defaults_of(cls) -> dict[str, Any]:

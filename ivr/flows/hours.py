@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .fields import INVALID, Ctx, FieldType, ListOf, Located, MapOf, Struct, Text, spec
@@ -45,6 +46,7 @@ class WeeklyHours(FieldType):
             return ctx.error("bad-value", "expected days mapped to time ranges", pos_of(v),
                              'for example  mon-fri: "08:00-18:00"')
         week: dict[int, list[tuple[int, int]]] = {d: [] for d in range(7)}
+        closed_days: set[int] = set()  # "closed" wins over ranges from wider day groups
         for key, val in v.items():
             days = _day_set(key)
             if days is None:
@@ -57,6 +59,7 @@ class WeeklyHours(FieldType):
                     ctx.error("bad-hours", "expected a time range like 08:00-18:00", pos_of(item))
                     continue
                 if item.raw.strip().lower() == "closed":
+                    closed_days.update(days)
                     continue
                 m = _RANGE.fullmatch(item.raw)
                 if not m:
@@ -71,6 +74,8 @@ class WeeklyHours(FieldType):
                     continue
                 for d in days:
                     week[d].append((start, end))
+        for d in closed_days:
+            week[d] = []
         return week
 
     def schema(self):
@@ -115,6 +120,8 @@ class DateT(Text):
 @dataclass
 class Hours(Located):
     """Opening hours: weekly ranges in a time zone, with closed dates."""
+
+    TITLE: ClassVar[str] = "opening hours"
 
     timezone: str = spec(TimeZone(), "IANA time zone the hours are in", required=True)
     weekly: dict = spec(WeeklyHours(), 'days to ranges, e.g. mon-fri: "08:00-18:00"', required=True)

@@ -333,7 +333,7 @@ class Digits(Located):
 class SpeechInput(Located):
     """Rules for spoken entry."""
 
-    phrases: list = spec(Phrases(), "the phrases expected (empty: free speech)", factory=list)
+    phrases: list = spec(Phrases(), "the phrases expected (or set free: true)", factory=list)
     free: bool = spec(Boolean(), "accept any words", default=False)
 
 

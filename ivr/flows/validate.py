@@ -114,8 +114,10 @@ def check_reachable(flow: Flow, report: Report) -> None:
         # unreached; calling that node unreachable would invite deleting it.
         return
     succ = successors(flow)
-    seen = {flow.start}
-    stack = [flow.start]
+    # The flow-wide escape target is an entry of its own: a caller can always ask for a person.
+    roots = [flow.start] + ([flow.escape.to] if flow.escape and flow.escape.to in flow.nodes else [])
+    seen = set(roots)
+    stack = list(roots)
     while stack:
         for t in succ[stack.pop()]:
             if t not in seen:
@@ -352,6 +354,21 @@ def check_gathers(flow: Flow, report: Report) -> None:
                                  f"(min {lo} digit(s)), so the caller could not escape",
                                  d.at("min") if d else node.pos,
                                  "raise digits.min, or give this gather escape: {keys: ['*']}")
+
+
+@rule
+def check_callback_keys(flow: Flow, report: Report) -> None:
+    # A callback confirms with 1 and changes the number with 2; an escape key
+    # there would silently take those keys away from the caller.
+    for node in flow.nodes.values():
+        if isinstance(node, Callback):
+            keys, _, _ = flow.escape_for(node)
+            for k in keys:
+                if k in ("1", "2"):
+                    report.error("escape-conflict", f"{node.id}: escape key {k} is also the callback's "
+                                 f"{'confirm' if k == '1' else 'change-number'} key",
+                                 node.at("escape") if node.escape else node.pos,
+                                 "use another escape key here, e.g. escape: {keys: ['0']}")
 
 
 @rule

@@ -47,7 +47,7 @@ async def run_callback(ctx: CallContext, node: Callback) -> Go | End:
     while True:
         if number is None:
             got = await _ask_number(ctx, node, keys, esc_phrases)
-            if isinstance(got, Go):
+            if isinstance(got, (Go, End)):
                 return got
             number = got
         prompts = [ctx.render(p) for p in intro] + [_say(
@@ -80,7 +80,7 @@ async def run_callback(ctx: CallContext, node: Callback) -> Go | End:
             return out
 
 
-async def _ask_number(ctx: CallContext, node: Callback, keys, esc_phrases) -> str | Go:
+async def _ask_number(ctx: CallContext, node: Callback, keys, esc_phrases) -> str | Go | End:
     while True:
         turn = Turn(ctx, [_say(ctx, "Please enter the number we should call, followed by the hash key.")],
                     keys=KeyRules(min_digits=6, max_digits=15, terminator="#"), phrases=list(esc_phrases) or None,

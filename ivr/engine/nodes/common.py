@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ...flows.model import Node, Retry
-from ..context import CallContext, Go
+from ..call import PromptAudio
+from ..context import CallContext, End, Go
 from ..journey import InputRecord
 from ..turn import TurnResult
+
+
+# Failed inputs with no success in between, in multiples of escape.after_failures,
+# after which the call ends politely.
+DEAD_LINE_FACTOR = 3
+NO_RESPONSE = "We haven't been able to hear you, so we'll end this call now. Please call again. Goodbye."
 
 
 def setting(ctx: CallContext, node: Node, name: str) -> Any:
@@ -25,6 +32,7 @@ def record_input(ctx: CallContext, res: TurnResult, result: str) -> None:
 def succeeded(ctx: CallContext) -> None:
     """A good answer: the failure streak ends and later hand-offs are by choice."""
     ctx.consecutive_failures = 0
+    ctx.failures_since_success = 0
     ctx.reason = "choice" if ctx.reason != "overflow" else ctx.reason
 
 
@@ -36,17 +44,25 @@ def escape(ctx: CallContext, node: Node) -> Go:
     return Go(to or "", "escape")
 
 
-async def failed(ctx: CallContext, node: Node, kind: str) -> Go | None:
+async def failed(ctx: CallContext, node: Node, kind: str) -> Go | End | None:
     """Count a failed input; returns where to go when the caller should stop trying.
 
     After `escape.after_failures` failures in a row the caller is put through to a
     person without having to ask; after the node's own limit its `then` is used.
+    A caller who answers nothing at all even after being put through (a dead line,
+    or a person who can't be served and can't be called back) is told goodbye
+    rather than kept in a loop between a refused hand-off and its fallback.
     """
     counts = ctx.attempts.setdefault(node.id, {"no_input": 0, "no_match": 0})
     counts[kind] += 1
     ctx.consecutive_failures += 1
+    ctx.failures_since_success += 1
     _, _, esc_to = ctx.flow.escape_for(node)
     limit = ctx.flow.escape.after_failures if ctx.flow.escape else 2
+    if ctx.failures_since_success >= DEAD_LINE_FACTOR * limit:
+        ctx.note("no-response", failures=ctx.failures_since_success)
+        await ctx.play([PromptAudio(text=NO_RESPONSE, language=ctx.flow.language)])
+        return End(ctx.resolution or "hangup", "no response from the caller")
     if ctx.consecutive_failures >= limit:
         ctx.note("escape-after-failures", failures=ctx.consecutive_failures)
         ctx.reason = "failures"
