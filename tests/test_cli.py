@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -172,9 +173,7 @@ def test_interactive_simulation_on_a_terminal() -> None:
         out = _read_until(fd, r"call ended: handoff")
         assert "reason escape" in out
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
         os.waitpid(pid, 0)
         os.close(fd)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ast
 import functools
-import warnings
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any

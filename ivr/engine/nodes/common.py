@@ -10,7 +10,6 @@ from ..context import CallContext, End, Go
 from ..journey import InputRecord
 from ..turn import TurnResult
 
-
 # Failed inputs with no success in between, in multiples of escape.after_failures,
 # after which the call ends politely.
 DEAD_LINE_FACTOR = 3
