@@ -10,8 +10,8 @@ from ..call import PromptAudio
 from ..context import CallContext, End, Go
 from ..matching import best_match
 from ..services import CallbackRequest
-from ..turn import KeyRules, Turn
-from .common import escape, failed, record_input, setting, succeeded
+from ..turn import KeyRules
+from .common import ask, escape, failed, record_input, succeeded
 from .handoff import payload_for
 
 YES = ["yes", "confirm", "correct", "that's right", "yes please"]
@@ -54,10 +54,8 @@ async def run_callback(ctx: CallContext, node: Callback) -> Go | End:
             ctx, f"We can call you back on {_digits(number)}. Press 1 to confirm, or 2 to give a different number.")]
         intro = []
         by_key = {"1": "yes", "2": "no", **{k: "escape" for k in keys}}
-        turn = Turn(ctx, prompts, keys=KeyRules(menu_keys=frozenset(by_key)),
-                    phrases=YES + NO + list(esc_phrases), timeout=setting(ctx, node, "timeout"),
-                    inter_digit=setting(ctx, node, "inter_digit_timeout"), bargein=True)
-        res = await turn.run()
+        res = await ask(ctx, node, prompts, keys=KeyRules(menu_keys=frozenset(by_key)),
+                        phrases=YES + NO + list(esc_phrases), bargein=True)
         choice = by_key.get(res.value) if res.via == "dtmf" else best_match(
             res.value, [(p, "yes") for p in YES] + [(p, "no") for p in NO] + [(p, "escape") for p in esc_phrases]
         ) if res.via == "speech" else None
@@ -82,11 +80,9 @@ async def run_callback(ctx: CallContext, node: Callback) -> Go | End:
 
 async def _ask_number(ctx: CallContext, node: Callback, keys, esc_phrases) -> str | Go | End:
     while True:
-        turn = Turn(ctx, [_say(ctx, "Please enter the number we should call, followed by the hash key.")],
-                    keys=KeyRules(min_digits=6, max_digits=15, terminator="#"), phrases=list(esc_phrases) or None,
-                    timeout=setting(ctx, node, "timeout"),
-                    inter_digit=setting(ctx, node, "inter_digit_timeout"), bargein=True)
-        res = await turn.run()
+        res = await ask(ctx, node, [_say(ctx, "Please enter the number we should call, followed by the hash key.")],
+                        keys=KeyRules(min_digits=6, max_digits=15, terminator="#"),
+                        phrases=list(esc_phrases) or None, bargein=True)
         if (res.via == "dtmf" and res.value in keys) or (
                 res.via == "speech" and best_match(res.value, [(p, True) for p in esc_phrases])):
             record_input(ctx, res, "escape")

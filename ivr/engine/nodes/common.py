@@ -8,7 +8,7 @@ from ...flows.model import Node, Retry
 from ..call import PromptAudio
 from ..context import CallContext, End, Go
 from ..journey import InputRecord
-from ..turn import TurnResult
+from ..turn import KeyRules, Turn, TurnResult
 
 # Failed inputs with no success in between, in multiples of escape.after_failures,
 # after which the call ends politely.
@@ -20,6 +20,16 @@ def setting(ctx: CallContext, node: Node, name: str) -> Any:
     """The node's own value for a setting, else the flow's default."""
     val = getattr(node, name, None)
     return val if val is not None else getattr(ctx.flow.defaults, name)
+
+
+async def ask(ctx: CallContext, node: Node, prompts: list, *, keys: KeyRules | None,
+              phrases: list[str] | None, bargein: bool | None = None) -> TurnResult:
+    """One listening turn at `node`, with the node's (or the flow's) timers and barge-in."""
+    rendered = [p if isinstance(p, PromptAudio) else ctx.render(p) for p in prompts]
+    turn = Turn(ctx, rendered, keys=keys, phrases=phrases, timeout=setting(ctx, node, "timeout"),
+                inter_digit=setting(ctx, node, "inter_digit_timeout"),
+                bargein=setting(ctx, node, "bargein") if bargein is None else bargein)
+    return await turn.run()
 
 
 def record_input(ctx: CallContext, res: TurnResult, result: str) -> None:

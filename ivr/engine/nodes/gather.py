@@ -7,8 +7,8 @@ import re
 from ...flows.model import Gather
 from ..context import CallContext, Go
 from ..matching import best_match
-from ..turn import KeyRules, Turn
-from .common import escape, failed, record_input, setting, succeeded
+from ..turn import KeyRules
+from .common import ask, escape, failed, record_input, setting, succeeded
 
 
 async def run_gather(ctx: CallContext, node: Gather) -> Go:
@@ -22,15 +22,10 @@ async def run_gather(ctx: CallContext, node: Gather) -> Go:
     while True:
         prompts = node.prompt if first or not node.reprompt else node.reprompt
         first = False
-        turn = Turn(
-            ctx, [ctx.render(p) for p in prompts],
+        res = await ask(
+            ctx, node, prompts,
             keys=KeyRules(min_digits=d_min, max_digits=d_max, terminator=term) if digits or keys else None,
-            phrases=(speech_phrases + esc_phrases) if node.speech else (list(esc_phrases) or None),
-            timeout=setting(ctx, node, "timeout"),
-            inter_digit=setting(ctx, node, "inter_digit_timeout"),
-            bargein=setting(ctx, node, "bargein"),
-        )
-        res = await turn.run()
+            phrases=(speech_phrases + esc_phrases) if node.speech else (list(esc_phrases) or None))
         value = res.value.strip()
         if res.via == "dtmf" and value in keys and not _valid_digits(value, d_min, d_max, pattern, digits):
             record_input(ctx, res, "escape")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ...flows.model import Menu, Option
 from ..context import CallContext, Go
 from ..matching import best_match
-from ..turn import KeyRules, Turn
-from .common import escape, failed, record_input, setting, succeeded
+from ..turn import KeyRules
+from .common import ask, escape, failed, record_input, setting, succeeded
 
 ESCAPE = object()  # marks the escape among a menu's choices
 
@@ -23,15 +23,8 @@ async def run_menu(ctx: CallContext, node: Menu) -> Go:
     while True:
         prompts = node.prompt if first or not node.reprompt else node.reprompt
         first = False
-        turn = Turn(
-            ctx, [ctx.render(p) for p in prompts],
-            keys=KeyRules(menu_keys=frozenset(by_key)) if dtmf else None,
-            phrases=[p for p, _ in choices] if speech else None,
-            timeout=setting(ctx, node, "timeout"),
-            inter_digit=setting(ctx, node, "inter_digit_timeout"),
-            bargein=setting(ctx, node, "bargein"),
-        )
-        res = await turn.run()
+        res = await ask(ctx, node, prompts, keys=KeyRules(menu_keys=frozenset(by_key)) if dtmf else None,
+                        phrases=[p for p, _ in choices] if speech else None)
         picked = None
         if res.via == "dtmf":
             picked = by_key.get(res.value)
