@@ -449,7 +449,9 @@ def _place(flow: Flow, items: list[Item], links: list[Link], boxes) -> Placement
         if e.src == e.dst:
             w, h = sizes[e.src]
             sizes[e.src] = (max(w, boxes[e.src][0] + 2 * (40 + _tw(e.label, SIZES["edge"]))), h)
-    return layered(sizes, edges, [flow.start or "", *starts],
+    # The overflow entry is a second way into the main flow.
+    entries = [flow.start or ""] + ([flow.overflow] if flow.overflow in flow.nodes else [])
+    return layered(sizes, edges, [*entries, *starts],
                    port_span={i.id: boxes[i.id][2] for i in items},
                    groups={i.id: number.get(i.group, 0) for i in items})
 

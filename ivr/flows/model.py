@@ -489,6 +489,8 @@ class Flow(Located):
     language: str = spec(Text(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", "a language tag (en-GB)"), "language of the prompts",
                          default="en-US")
     start: str | None = spec(Target(), "the first node", required=True)
+    overflow: str | None = spec(Target(), "the first node for callers who arrive while the line is over "
+                                "its soft capacity (a short message and a callback offer)")
     escape: Escape | None = spec(Struct(Escape), "the way to a human from every input", required=True)
     defaults: Defaults = spec(Struct(Defaults), "defaults for every node", factory=Defaults)
     hours: dict = spec(MapOf(Struct(Hours)),

@@ -74,6 +74,9 @@ def check_targets(flow: Flow, report: Report) -> None:
     if flow.start and _missing(flow, flow.start):
         report.error("missing-target", f"start node {flow.start!r} does not exist", flow.at("start"),
                      did_you_mean(flow.start, ids))
+    if flow.overflow and _missing(flow, flow.overflow):
+        report.error("missing-target", f"overflow node {flow.overflow!r} does not exist", flow.at("overflow"),
+                     did_you_mean(flow.overflow, ids))
     if flow.escape and flow.escape.to and _missing(flow, flow.escape.to):
         report.error("missing-target", f"escape target {flow.escape.to!r} does not exist", flow.escape.at("to"),
                      did_you_mean(flow.escape.to, ids) or "add a handoff node that reaches a person")
@@ -115,7 +118,7 @@ def check_reachable(flow: Flow, report: Report) -> None:
         return
     succ = successors(flow)
     # The flow-wide escape target is an entry of its own: a caller can always ask for a person.
-    roots = [flow.start] + ([flow.escape.to] if flow.escape and flow.escape.to in flow.nodes else [])
+    roots = [flow.start] + [t for t in (flow.escape.to if flow.escape else None, flow.overflow) if t in flow.nodes]
     seen = set(roots)
     stack = list(roots)
     while stack:
