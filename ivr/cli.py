@@ -129,6 +129,35 @@ def cmd_simulate(args) -> int:
     return 1 if sim.failures else 0
 
 
+def _hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    try:
+        return host.strip("[]") or "0.0.0.0", int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT") from None
+
+
+def cmd_serve(args) -> int:
+    import asyncio
+    import logging
+
+    from .app import Settings, serve
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sip_host, sip_port = _hostport(args.sip, 5060)
+    http_host, http_port = _hostport(args.http, 8080)
+    lo, _, hi = args.rtp_ports.partition("-")
+    settings = Settings(
+        flows=args.flows, sip_host=sip_host, sip_port=sip_port, http_host=http_host, http_port=http_port,
+        data=args.data, public_host=args.public_host, rtp_ports=range(int(lo), int(hi or lo) + 1),
+        capacity=args.capacity, soft_capacity=args.soft_capacity, router=args.router, router_url=args.router_url,
+        agents=args.agents, queue_targets=dict(t.split("=", 1) for t in args.queue_target or ()),
+        ring_s=args.ring)
+    return asyncio.run(serve(settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ivr", description="IVR and voice-flow engine")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--router-refuses", action="store_true", help="every hand-off is refused")
     m.add_argument("--mailbox-full", action="append", metavar="MAILBOX", help="treat this mailbox as full")
     m.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("serve", help="answer real calls (SIP) with the flow; /healthz and /metrics over HTTP")
+    r.add_argument("flows", nargs="?", default=DEFAULT_FLOWS)
+    r.add_argument("--sip", default="0.0.0.0:5060", help="SIP address (UDP and TCP), default 0.0.0.0:5060")
+    r.add_argument("--http", default="127.0.0.1:8080", help="HTTP address for /healthz and /metrics")
+    r.add_argument("--data", default="data", help="folder for the databases and journey records")
+    r.add_argument("--public-host", help="address to advertise in Contact and SDP (default: where callers reached us)")
+    r.add_argument("--rtp-ports", default="10000-20000", help="RTP port range")
+    r.add_argument("--capacity", type=int, default=1000, help="hard limit of concurrent calls (503 above it)")
+    r.add_argument("--soft-capacity", type=int, help="above this many calls, new callers take the flow's overflow path")
+    r.add_argument("--router", choices=["sip-refer", "http"], default="sip-refer", help="how calls reach people")
+    r.add_argument("--router-url", help="the HTTP router's URL (with --router http)")
+    r.add_argument("--agents", default="sip:agents@127.0.0.1:5070", help="default SIP target of hand-offs")
+    r.add_argument("--queue-target", action="append", metavar="QUEUE=URI", help="SIP target for one queue")
+    r.add_argument("--ring", type=float, default=0.0, help="seconds of ringing before answering")
+    r.add_argument("--quiet", action="store_true", help="log warnings only")
+    r.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,228 @@
+"""`ivr serve`: the engine wired to real calls, HTTP, metrics and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audio.clock import MediaClock
+from .audio.prompts import PromptCache
+from .audio.tts import EspeakTts, TtsError
+from .engine.context import Services
+from .engine.runner import run_call
+from .flows.validate import iter_prompts
+from .flowstore import FlowStore
+from .metrics import Metrics
+from .services.callbacks import SqliteCallbacks
+from .services.memory import MemoryVoicemail
+from .services.router import HttpRouter, SipReferRouter
+from .sip.ua import Admission, SipServer, SipSettings
+
+log = logging.getLogger("ivr")
+
+
+@dataclass
+class Settings:
+    """Everything `ivr serve` can be told."""
+
+    flows: str = "flows.yaml"
+    sip_host: str = "0.0.0.0"
+    sip_port: int = 5060
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    data: str = "data"
+    public_host: str | None = None
+    rtp_ports: range = field(default_factory=lambda: range(10000, 20000))
+    capacity: int = 1000
+    soft_capacity: int | None = None
+    router: str = "sip-refer"
+    router_url: str | None = None
+    agents: str = "sip:agents@127.0.0.1:5070"
+    queue_targets: dict[str, str] = field(default_factory=dict)
+    ring_s: float = 0.0
+    drain_s: float = 600.0  # longest wait for running calls on SIGTERM
+    watch_s: float = 1.0
+
+
+class App:
+    """One engine process: SIP, HTTP, the media clock, the flows and the services."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.flows = FlowStore(settings.flows)
+        self.metrics = Metrics()
+        self.clock = MediaClock()
+        self.tts: EspeakTts | None = None
+        self.prompts: PromptCache | None = None
+        self.sip: SipServer | None = None
+        self.http = None
+        self.calls: set[asyncio.Task] = set()
+        self.stopping = asyncio.Event()
+        data = Path(settings.data)
+        data.mkdir(parents=True, exist_ok=True)
+        self.journeys = data / "journeys.jsonl"
+        self.callbacks = SqliteCallbacks(data / "callbacks.db")
+        self.voicemail = MemoryVoicemail()
+        refer = SipReferRouter(settings.queue_targets, settings.agents)
+        self.router = HttpRouter(settings.router_url, fallback=refer) if settings.router == "http" else refer
+
+    def check_startup(self) -> list[str]:
+        """Problems that stop the server from starting (invalid flows, no TTS for text prompts)."""
+        if not self.flows.load():
+            return self.flows.last_errors
+        try:
+            self.tts = EspeakTts()
+        except TtsError:
+            self.tts = None
+        if self.tts is None:
+            flow = self.flows.flow
+            bad = [f"{flow.path}:{p.pos.line}:{p.pos.col}: error: {owner}: prompt has only text and no "
+                   f"text-to-speech is installed [no-tts] (hint: apt-get install espeak-ng, or give it audio:)"
+                   for owner, p in iter_prompts(flow) if p.text and not p.audio]
+            if bad:
+                return bad
+        return []
+
+    async def start(self) -> None:
+        s = self.settings
+        self.prompts = PromptCache(self.tts)
+        self.sip = SipServer(
+            SipSettings(host=s.sip_host, port=s.sip_port, public_host=s.public_host, rtp_ports=s.rtp_ports,
+                        ring_s=s.ring_s),
+            self.on_call, self.prompts, self.clock,
+            Admission(hard=s.capacity, soft=s.soft_capacity),
+            music_root=str(Path(self.flows.flow.media_dir) / "moh"))
+        await self.sip.start()
+        self._gauges()
+        await self._start_http()
+        self.flows.start_watching(s.watch_s)
+        asyncio.get_running_loop().create_task(self._warm_prompts())
+
+    async def _warm_prompts(self) -> None:
+        """Render every fixed prompt once, so the first caller hears no delay."""
+        from .engine.call import PromptAudio
+        flow = self.flows.flow
+        for _, p in iter_prompts(flow):
+            if p.text and "{" in p.text:
+                continue  # rendered per call (it contains variables)
+            audio = str(Path(flow.media_dir) / p.audio) if p.audio else None
+            with contextlib.suppress(Exception):
+                await self.prompts.frames(PromptAudio(text=p.text if not audio else None, audio=audio,
+                                                      language=flow.language))
+
+    def _gauges(self) -> None:
+        m = self.metrics
+        m.gauge("ivr_active_calls", lambda: self.sip.admission.active if self.sip else 0, "calls in progress")
+        m.gauge("ivr_rtp_send_lateness_p50_seconds", lambda: self.clock.percentile(0.5),
+                "median lateness of outgoing RTP bursts")
+        m.gauge("ivr_rtp_send_lateness_p99_seconds", lambda: self.clock.percentile(0.99),
+                "99th percentile lateness of outgoing RTP bursts")
+        m.gauge("ivr_sip_errors", lambda: self.sip.errors if self.sip else 0, "SIP requests refused or failed")
+        m.gauge("ivr_sip_malformed", lambda: self.sip.transport.bad if self.sip else 0,
+                "SIP messages that could not be parsed")
+        m.gauge("ivr_calls_refused_capacity", lambda: self.sip.admission.refused if self.sip else 0,
+                "calls refused with 503 over the hard capacity")
+        m.gauge("ivr_flow_version", lambda: self.flows.version, "flows reloads applied")
+        m.describe("ivr_calls_total", "finished calls by outcome")
+        m.describe("ivr_node_visits_total", "node visits")
+        m.describe("ivr_dtmf_inputs_total", "key inputs by result")
+        m.describe("ivr_speech_inputs_total", "speech inputs by result")
+
+    async def _start_http(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+
+        async def healthz(_req):
+            ok = self.sip is not None and self.flows.flow is not None
+            body = {"status": "draining" if self.sip and self.sip.draining else ("ok" if ok else "starting"),
+                    "active_calls": self.sip.admission.active if self.sip else 0,
+                    "flow_version": self.flows.flow.digest if self.flows.flow else None}
+            return web.json_response(body, status=200 if ok else 503)
+
+        async def metrics(_req):
+            return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        self.http = runner
+
+    async def on_call(self, call, overflow: bool) -> None:
+        """Run the current flow on one answered call (a reload won't change it mid-call)."""
+        flow = self.flows.flow
+        start = None
+        if overflow:
+            if flow.overflow is None:
+                await call.hangup("over capacity")
+                return
+            start = flow.overflow
+        services = Services(self.router, self.voicemail, self.callbacks, recognizer=None)
+        task = asyncio.current_task()
+        self.calls.add(task)
+        try:
+            journey = await run_call(flow, call, services, overflow=overflow, start=start,
+                                     observers=[self.metrics.observer])
+        finally:
+            self.calls.discard(task)
+        with self.journeys.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(journey.to_dict(), default=str) + "\n")
+
+    async def drain(self) -> None:
+        """Stop taking calls (503), let running calls finish, then stop."""
+        if self.sip is not None:
+            self.sip.draining = True
+        log.info("draining: %d call(s) in progress", len(self.calls))
+        if self.calls:
+            await asyncio.wait(set(self.calls), timeout=self.settings.drain_s)
+        self.stopping.set()
+
+    async def stop(self) -> None:
+        self.flows.stop()
+        if self.sip is not None:
+            await self.sip.close()
+        if self.http is not None:
+            await self.http.cleanup()
+        await self.clock.stop()
+        self.callbacks.close()
+        if self.prompts is not None:
+            self.prompts.close()
+
+    def banner(self) -> str:
+        host, port = self.sip.address
+        shown = self.settings.public_host or ("127.0.0.1" if host in ("0.0.0.0", "::") else host)
+        return (f"IVR engine running {self.flows.flow.name!r} ({self.flows.path}, version {self.flows.flow.digest})\n"
+                f"  call it:  sip:ivr@{shown}:{port}   (UDP and TCP; e.g. baresip, linphonec, SIPp)\n"
+                f"  health:   http://{self.settings.http_host}:{self.settings.http_port}/healthz\n"
+                f"  metrics:  http://{self.settings.http_host}:{self.settings.http_port}/metrics\n"
+                f"  hand-offs go to {self.settings.agents} ({self.router.name})")
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM (drain) or SIGINT; SIGHUP reloads the flows."""
+    app = App(settings)
+    problems = app.check_startup()
+    if problems:
+        for line in problems:
+            print(line, flush=True)
+        print(f"{settings.flows}: not starting ({len(problems)} problem(s))", flush=True)
+        return 1
+    await app.start()
+    print(app.banner(), flush=True)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(app.drain()))
+    loop.add_signal_handler(signal.SIGINT, app.stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, app.flows.load)
+    try:
+        await app.stopping.wait()
+    finally:
+        await app.stop()
+    return 0

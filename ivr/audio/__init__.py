@@ -1,0 +1,1 @@
+"""Audio: frames, codecs, prompts and TTS, the media clock, DTMF tone detection."""

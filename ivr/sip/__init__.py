@@ -1,0 +1,1 @@
+"""The SIP and RTP edge: messages, transactions, dialogs, SDP, RTP, and SipCall."""

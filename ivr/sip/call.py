@@ -1,0 +1,202 @@
+"""SipCall: the Call protocol over a SIP dialog and its RTP session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from ..audio.frames import FRAME_BYTES
+from ..audio.g711 import G711Codec
+from ..audio.prompts import PromptCache, PromptError
+from ..engine.call import Dtmf, Event, Hangup, PlayResult, PromptAudio, Recording, TransferResult
+from .dialog import Dialog
+from .media import RtpSession
+
+if TYPE_CHECKING:
+    from .ua import SipServer
+
+SILENCE_RMS = 300.0  # below this level a frame counts as silence when recording
+
+
+class SipCall:
+    """One answered SIP call, as the engine sees it."""
+
+    channel = "sip"
+
+    def __init__(self, server: SipServer, dialog: Dialog, rtp: RtpSession, prompts: PromptCache,
+                 caller: str, dialled: str) -> None:
+        self.server = server
+        self.dialog = dialog
+        self.rtp = rtp
+        self.prompts = prompts
+        self.call_id = dialog.call_id
+        self.caller = caller
+        self.dialled = dialled
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.ended = False
+        self.hold_positions: dict[str, int] = {}  # music class -> frame index (resume mode)
+        self._hold: tuple[str, str] | None = None
+        self._recording: asyncio.Queue | None = None
+        self._transfer: asyncio.Future | None = None
+        self.reply_to: object = dialog.source.addr  # where responses to the INVITE go
+
+    # ---- events from the SIP side --------------------------------------------------
+    def dtmf(self, digit: str, via: str) -> None:
+        if self._recording is not None:
+            self._recording.put_nowait(("key", digit))
+        self.events.put_nowait(Dtmf(digit, via))
+
+    def remote_hangup(self, reason: str = "caller") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self._recording is not None:
+            self._recording.put_nowait(("hangup", None))
+        if self._transfer is not None and not self._transfer.done():
+            self._transfer.set_result(TransferResult(False, "call ended"))
+        self.rtp.stop()
+        self.events.put_nowait(Hangup(reason))
+
+    def transfer_progress(self, status: int, reason: str) -> None:
+        """A NOTIFY about our REFER: 2xx means the transfer target answered."""
+        if self._transfer is None or self._transfer.done():
+            return
+        if status >= 200:
+            self._transfer.set_result(TransferResult(200 <= status < 300, f"{status} {reason}"))
+
+    # ---- the Call protocol --------------------------------------------------------------
+    async def next_event(self) -> Event:
+        return await self.events.get()
+
+    async def _payloads(self, prompt: PromptAudio, codec: G711Codec) -> tuple[bytes, ...]:
+        return await self.prompts.payloads(prompt, codec)
+
+    async def play(self, prompt: PromptAudio) -> PlayResult:
+        if self.ended:
+            return PlayResult(False, 0.0)
+        try:
+            payloads = await self._payloads(prompt, self.rtp.codec)
+        except PromptError as exc:
+            self.server.note_error(f"prompt failed: {exc}")
+            return PlayResult(True, 0.0)
+        src = self.rtp.play(payloads)
+        try:
+            completed = await src.done
+        except asyncio.CancelledError:
+            src.finish(False)
+            self.rtp.stop()
+            raise
+        return PlayResult(completed, src.pos * 0.02)
+
+    def stop_playback(self) -> None:
+        self.rtp.stop()
+
+    def audio_in(self) -> AsyncIterator[bytes]:
+        return self.rtp.frames()
+
+    async def start_hold(self, music: str, mode: str) -> None:
+        try:
+            payloads = await self.server.music(music, self.rtp.codec)
+        except PromptError as exc:
+            self.server.note_error(f"music on hold failed: {exc}")
+            return
+        if not payloads:
+            return
+        if mode == "stream":
+            # Everyone on this class hears the same point of the track: a function of the clock.
+            start = int(asyncio.get_running_loop().time() / 0.02) % len(payloads)
+        else:
+            start = self.hold_positions.get(music, 0)
+        self._hold = (music, mode)
+        self.rtp.play(payloads, loop_forever=True, start=start)
+
+    async def stop_hold(self) -> None:
+        if self._hold is None:
+            return
+        music, mode = self._hold
+        self._hold = None
+        src = self.rtp.source
+        if src is not None and src.loop_forever:
+            if mode == "resume":
+                self.hold_positions[music] = src.pos % max(1, len(src.payloads))
+            self.rtp.stop()
+
+    async def record(self, max_s: float, end_keys: str = "#", silence_s: float = 5.0) -> Recording:
+        q: asyncio.Queue = asyncio.Queue()
+        self._recording = q
+        frames: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_s
+        quiet = 0
+        quiet_limit = int(silence_s / 0.02)
+        ended = "max-length"
+
+        async def pump():
+            async for frame in self.rtp.frames():
+                q.put_nowait(("audio", frame))
+
+        feeder = asyncio.ensure_future(pump())
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    kind, value = await asyncio.wait_for(q.get(), left)
+                except TimeoutError:
+                    break
+                if kind == "hangup":
+                    ended = "hangup"
+                    break
+                if kind == "key":
+                    if value in end_keys:
+                        ended = "key"
+                        break
+                    continue
+                frames.append(value)
+                quiet = quiet + 1 if _rms(value) < SILENCE_RMS else 0
+                if quiet >= quiet_limit:
+                    ended = "silence"
+                    break
+        finally:
+            self._recording = None
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+        # Trailing silence is not part of the message.
+        while frames and _rms(frames[-1]) < SILENCE_RMS:
+            frames.pop()
+        pcm = b"".join(frames)
+        return Recording(pcm, 8000, ended, duration_s=len(pcm) / (2 * 8000))
+
+    async def transfer(self, target: str, headers: dict[str, str], body: str | None = None) -> TransferResult:
+        if self.ended:
+            return TransferResult(False, "call ended")
+        self._transfer = asyncio.get_running_loop().create_future()
+        ok, detail = await self.server.refer(self, target, headers, body)
+        if not ok:
+            return TransferResult(False, detail)
+        try:
+            return await asyncio.wait_for(self._transfer, 32.0)
+        except TimeoutError:
+            # Accepted but never reported: the peer took the call off our hands.
+            return TransferResult(True, "refer accepted (no final NOTIFY)")
+
+    async def hangup(self, reason: str = "normal") -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.rtp.stop()
+        await self.server.bye(self)
+
+
+def _rms(frame: bytes) -> float:
+    if len(frame) < FRAME_BYTES:
+        return 0.0
+    import numpy as np
+
+    x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    return math.sqrt(float(np.mean(x * x)))

@@ -1,0 +1,205 @@
+"""One call's RTP: a UDP socket, the latched peer, DTMF in, paced audio out.
+
+Outgoing audio is a stream on the process's media clock: each tick sends the
+next frame of whatever plays (a prompt, music on hold) or silence, so the peer
+always receives exactly 50 packets a second. Incoming packets are latched to
+one source (symmetric RTP): packets from any other address are ignored, so a
+third party cannot inject keys. Audio payloads are decoded only when someone
+listens (a recogniser, a recording, in-band DTMF detection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import struct
+from collections.abc import Callable
+
+from ..audio.clock import MediaClock
+from ..audio.dtmf_detect import InbandDtmfDetector
+from ..audio.g711 import G711Codec
+from .rtp import DtmfReceiver, RtpError, RtpPacket
+
+log = logging.getLogger("ivr.rtp")
+_HEADER = struct.Struct("!BBHII")
+
+
+class Source:
+    """Encoded payloads to send in turn; `done` resolves when they run out or are stopped."""
+
+    def __init__(self, payloads: tuple[bytes, ...], loop_forever: bool = False, start: int = 0) -> None:
+        self.payloads = payloads
+        self.pos = start
+        self.loop_forever = loop_forever
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def next(self) -> bytes | None:
+        if self.pos >= len(self.payloads):
+            if not self.loop_forever or not self.payloads:
+                self.finish(True)
+                return None
+            self.pos = 0
+        p = self.payloads[self.pos]
+        self.pos += 1
+        return p
+
+    def finish(self, completed: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(completed)
+
+
+class RtpSession(asyncio.DatagramProtocol):
+    """RTP for one call (G.711 with RFC 4733 telephone-events)."""
+
+    def __init__(self, clock: MediaClock, codec: G711Codec, remote: tuple[str, int], *,
+                 dtmf_pt: int | None, on_dtmf: Callable[[str, str], None], inband: bool = False) -> None:
+        self.clock = clock
+        self.codec = codec
+        self.remote = remote  # as negotiated in SDP
+        self.peer: tuple[str, int] | None = None  # latched source; we send there once known
+        self.dtmf_pt = dtmf_pt
+        self.on_dtmf = on_dtmf
+        self.dtmf = DtmfReceiver(payload_type=dtmf_pt)
+        self.inband = InbandDtmfDetector() if inband else None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+        self.ssrc = secrets.randbits(32)
+        self.seq = secrets.randbits(16)
+        self.ts = secrets.randbits(32)
+        self.marker = True
+        self.source: Source | None = None
+        self.sending = True  # False while the peer has put us on hold (sendonly/inactive)
+        self.silence = bytes([codec.silence]) * 160
+        self.listeners: list[asyncio.Queue] = []
+        self.sent = 0
+        self.received = 0
+        self.ignored = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def open(self, host: str, ports: range | None = None) -> tuple[str, int]:
+        """Bind a UDP port (even, from `ports` when given) and start sending."""
+        loop = asyncio.get_running_loop()
+        candidates = [p for p in (ports or ()) if p % 2 == 0] or [0]
+        start = secrets.randbelow(len(candidates))
+        last: OSError | None = None
+        for i in range(min(len(candidates), 200)):
+            port = candidates[(start + i) % len(candidates)]
+            try:
+                self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+                break
+            except OSError as exc:
+                last = exc
+        else:
+            raise OSError(f"no free RTP port: {last}")
+        sock = self.transport.get_extra_info("sockname")
+        self.local = (sock[0], sock[1])
+        self.clock.add(self)
+        return self.local
+
+    def close(self) -> None:
+        self.clock.remove(self)
+        if self.source is not None:
+            self.source.finish(False)
+        for q in self.listeners:
+            q.put_nowait(None)
+        if self.transport is not None:
+            self.transport.close()
+
+    def set_remote(self, remote: tuple[str, int], codec: G711Codec | None = None, dtmf_pt: int | None = None) -> None:
+        """A re-INVITE moved the peer's media or changed the codec."""
+        if remote != self.remote:
+            self.remote = remote
+            self.peer = None
+        if codec is not None and codec.name != self.codec.name:
+            self.codec = codec
+            self.silence = bytes([codec.silence]) * 160
+        if dtmf_pt != self.dtmf_pt:
+            self.dtmf_pt = dtmf_pt
+            self.dtmf = DtmfReceiver(payload_type=dtmf_pt)
+
+    # ---- sending (called by the media clock every 20 ms) ------------------------------------
+    def tick(self) -> None:
+        payload = None
+        if self.source is not None:
+            payload = self.source.next()
+            if payload is None:
+                self.source = None
+        if not self.sending or self.transport is None:
+            return
+        dest = self.peer or self.remote
+        if not dest[1] or dest[0] in ("0.0.0.0", "::"):
+            return
+        pt = self.codec.payload_type | (0x80 if self.marker else 0)
+        self.marker = False
+        self.transport.sendto(_HEADER.pack(0x80, pt, self.seq, self.ts, self.ssrc) + (payload or self.silence), dest)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        self.sent += 1
+
+    def play(self, payloads: tuple[bytes, ...], *, loop_forever: bool = False, start: int = 0) -> Source:
+        """Start sending `payloads` (replacing what plays); returns its Source."""
+        if self.source is not None:
+            self.source.finish(False)
+        self.source = Source(payloads, loop_forever, start)
+        self.marker = True  # a new talk spurt
+        return self.source
+
+    def stop(self) -> None:
+        if self.source is not None:
+            self.source.finish(False)
+            self.source = None
+
+    # ---- receiving -------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr) -> None:
+        addr = (addr[0], addr[1])
+        if self.peer is None:
+            # Latch to the negotiated address, or to the first source when a NAT
+            # changed it; from then on, nobody else may talk on this call.
+            self.peer = addr
+        elif addr != self.peer:
+            self.ignored += 1
+            return
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return
+        self.received += 1
+        pt = data[1] & 0x7F
+        if pt == self.dtmf_pt and pt is not None:
+            try:
+                press = self.dtmf.feed(RtpPacket.parse(data))
+            except RtpError:
+                return
+            if press is not None:
+                self.on_dtmf(press.digit, "rfc4733")
+            return
+        if pt != self.codec.payload_type or not (self.listeners or self.inband):
+            return
+        try:
+            payload = RtpPacket.parse(data).payload
+        except RtpError:
+            return
+        pcm = self.codec.decode(payload)
+        if self.inband is not None:
+            for digit in self.inband.push(pcm):
+                self.on_dtmf(digit, "inband")
+        for q in self.listeners:
+            if q.qsize() < 500:  # a stuck consumer must not grow memory without bound
+                q.put_nowait(pcm)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtp error: %s", exc)
+
+    async def frames(self):
+        """The caller's audio as PCM16 frames, for as long as the iterator is used."""
+        q: asyncio.Queue = asyncio.Queue()
+        self.listeners.append(q)
+        try:
+            while True:
+                frame = await q.get()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            with contextlib.suppress(ValueError):
+                self.listeners.remove(q)

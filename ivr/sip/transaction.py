@@ -1,0 +1,182 @@
+"""SIP transactions (RFC 3261 section 17): retransmissions and their absorption.
+
+Server side: a retransmitted request gets the last response again; a final
+non-2xx answer to an INVITE is repeated over UDP until the ACK comes. Client
+side (BYE, REFER, NOTIFY we send): requests are repeated over UDP until a
+final response, and time out after 64*T1. All timers are on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+from dataclasses import dataclass, field
+
+from .errors import SipParseError
+from .headers import response_address
+from .message import SipRequest, SipResponse
+from .transport import SipTransport, Source
+
+T1, T2, T4 = 0.5, 4.0, 5.0
+MAGIC = "z9hG4bK"
+_counter = itertools.count(1)
+
+
+def new_branch() -> str:
+    return f"{MAGIC}{secrets.token_hex(6)}{next(_counter):x}"
+
+
+def new_tag() -> str:
+    return secrets.token_hex(5)
+
+
+def tx_key(req: SipRequest) -> tuple:
+    """RFC 3261 17.2.3 matching: branch + sent-by + method (an ACK matches its INVITE)."""
+    via = req.top_via
+    method = "INVITE" if req.method == "ACK" else req.method
+    branch = via.params.get("branch") or ""
+    if branch.startswith(MAGIC):
+        return (branch, via.host, via.port, method)
+    # RFC 2543 peers: no magic cookie, fall back to the dialog identifiers.
+    return ("2543", req.call_id, req.cseq.number, method, req.from_addr.tag, via.host, via.port)
+
+
+@dataclass
+class ServerTx:
+    """One request we are answering."""
+
+    key: tuple
+    request: SipRequest
+    source: Source
+    last: bytes | None = None
+    final: int = 0
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+
+
+class Transactions:
+    """Server and client transactions of one SIP transport."""
+
+    def __init__(self, transport: SipTransport) -> None:
+        self.transport = transport
+        self.server: dict[tuple, ServerTx] = {}
+        self.client: dict[tuple[str, str], asyncio.Future] = {}
+
+    # ---- server side -------------------------------------------------------------
+    def absorb(self, req: SipRequest, source: Source) -> bool:
+        """True when `req` belongs to a transaction already being answered
+        (a retransmission, or the ACK of a non-2xx final answer)."""
+        try:
+            key = tx_key(req)
+        except SipParseError:
+            return False
+        tx = self.server.get(key)
+        if tx is None:
+            return False
+        if req.method == "ACK":
+            if tx.final >= 300:
+                tx.acked.set()
+                return True
+            return False  # the ACK of a 2xx is end to end: the dialog takes it
+        if tx.last is not None:
+            self._send(tx, tx.last)
+        return True
+
+    def begin(self, req: SipRequest, source: Source) -> ServerTx:
+        tx = ServerTx(tx_key(req), req, source)
+        self.server[tx.key] = tx
+        return tx
+
+    def respond(self, tx: ServerTx, resp: SipResponse) -> None:
+        """Send a response in `tx`, and keep the transaction as long as RFC 3261 says."""
+        data = resp.serialize()
+        tx.last = data
+        self._send(tx, data)
+        if resp.status < 200:
+            return
+        tx.final = resp.status
+        loop = asyncio.get_running_loop()
+        reliable = tx.source.transport != "UDP"
+        if tx.request.method == "INVITE" and resp.status >= 300:
+            if not reliable:
+                loop.create_task(self._repeat_until_ack(tx, data))
+            else:
+                loop.call_later(64 * T1, self._forget, tx.key)
+        else:
+            # Keep answering retransmissions for a while (Timer J), then forget.
+            loop.call_later(0 if reliable else 64 * T1, self._forget, tx.key)
+
+    async def _repeat_until_ack(self, tx: ServerTx, data: bytes) -> None:
+        interval = T1
+        deadline = asyncio.get_running_loop().time() + 64 * T1
+        try:
+            while not tx.acked.is_set():
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(tx.acked.wait(), min(interval, left))
+                if not tx.acked.is_set():
+                    self._send(tx, data)
+                interval = min(interval * 2, T2)
+            if tx.acked.is_set():
+                await asyncio.sleep(T4)  # Timer I: absorb ACK retransmissions
+        finally:
+            self._forget(tx.key)
+
+    def _forget(self, key: tuple) -> None:
+        self.server.pop(key, None)
+
+    def _send(self, tx: ServerTx, data: bytes) -> None:
+        if tx.source.transport != "UDP":
+            self.transport.send(data, tx.source)
+            return
+        try:
+            dest = response_address(tx.request.top_via, tx.source.addr)
+        except SipParseError:
+            dest = tx.source.addr
+        self.transport.send(data, dest)
+
+    # ---- client side -------------------------------------------------------------------
+    async def request(self, req: SipRequest, dest: Source | tuple[str, int], timeout: float = 64 * T1) -> SipResponse:
+        """Send `req` (its top Via must carry a fresh branch); the final response, or TimeoutError."""
+        branch = req.top_via.params.get("branch") or ""
+        key = (branch, req.method)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.client[key] = fut
+        data = req.serialize()
+        reliable = isinstance(dest, Source) and dest.transport != "UDP"
+        interval = T1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            self.transport.send(data, dest)
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"no final response to {req.method}")
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), left if reliable else min(interval, left))
+                except TimeoutError:
+                    if reliable:
+                        raise
+                    self.transport.send(data, dest)
+                    interval = min(interval * 2, T2)
+        finally:
+            self.client.pop(key, None)
+
+    def response(self, resp: SipResponse) -> bool:
+        """Give a response to the client transaction waiting for it; False if none is."""
+        try:
+            via = resp.top_via
+            key = (via.params.get("branch") or "", resp.cseq.method)
+        except SipParseError:
+            return False
+        fut = self.client.get(key)
+        if fut is None:
+            return False
+        if resp.status >= 200 and not fut.done():
+            fut.set_result(resp)
+        return True
