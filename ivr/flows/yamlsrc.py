@@ -12,6 +12,7 @@ build our own values from it instead of letting PyYAML construct objects:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,20 +100,53 @@ class Scalar:
         return self.raw
 
 
+class _Deferred:
+    """A position that fastyaml leaves as plain numbers until it is first read.
+
+    Making a Pos costs more than reading the YAML line it comes from, and a
+    valid flow reads few of them, so the fast reader stores tuples of ints in
+    `_at` (and `_key_at` for a mapping's keys) and the Pos objects are made
+    here, once, when asked for. A non-data descriptor: what it makes is kept in
+    the instance's __dict__ and shadows it from then on, and values built the
+    ordinary way (with the attribute in their __dict__) never reach it.
+    """
+
+    def __init__(self, name: str, make: Callable[[Any], Any]) -> None:
+        self._name = name
+        self._make = make
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        if "_at" not in obj.__dict__:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self._name!r}")
+        value = self._make(obj)
+        obj.__dict__[self._name] = value
+        return value
+
+
+# Set after @dataclass has run, so that they are not taken for field defaults
+# (the __init__ it made keeps None as the default of `end`).
+Scalar.pos = _Deferred("pos", lambda s: Pos(s._at[0], s._at[1]))  # type: ignore[assignment]
+Scalar.end = _Deferred("end", lambda s: Pos(s._at[2], s._at[3]))  # type: ignore[assignment]
+
+
 class LMap(dict):
     """A mapping of str keys; `pos` is the mapping, `key_pos[k]` each key.
 
     `key_pos` also holds keys whose value was refused (a forbidden tag).
     """
 
-    pos: Pos
-    key_pos: dict[str, Pos]
+    # Plain attributes when built by load_pyyaml; see _Deferred for fastyaml's.
+    pos: Pos = _Deferred("pos", lambda m: Pos(*m._at))  # type: ignore[assignment]
+    key_pos: dict[str, Pos] = _Deferred(  # type: ignore[assignment]
+        "key_pos", lambda m: {k: Pos(line, col) for k, line, col in m._key_at})
 
 
 class LList(list):
     """A sequence with the position of its start."""
 
-    pos: Pos
+    pos: Pos = _Deferred("pos", lambda s: Pos(*s._at))  # type: ignore[assignment]
 
 
 Value = Scalar | LMap | LList
@@ -133,7 +167,21 @@ def load(text: str) -> tuple[Value | None, list[YamlError]]:
     A syntax error raises YamlError. Lesser problems (a duplicate key, a
     forbidden tag) are returned as a list so that all of them can be reported;
     the offending entry is left out of the result.
+
+    The plain YAML that flows are written in is read by fastyaml, many times
+    faster than PyYAML composes it and with the same result; everything else
+    (and every error) is read by PyYAML, in load_pyyaml.
     """
+    from . import fastyaml  # not at the top: fastyaml builds on this module's classes
+
+    try:
+        return fastyaml.load_fast(text)
+    except fastyaml.Unsupported:
+        return load_pyyaml(text)
+
+
+def load_pyyaml(text: str) -> tuple[Value | None, list[YamlError]]:
+    """load() by PyYAML alone: the reference that fastyaml must match exactly."""
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
