@@ -111,7 +111,9 @@ async def _finish(ctx: CallContext, outcome: End) -> Journey:
     j.duration_s = round(ctx.t(), 3)
     j.ended_at = (ctx.started_at + dt.timedelta(seconds=ctx.t())).astimezone(dt.UTC).isoformat(
         timespec="milliseconds")
-    if not ctx.hung_up and outcome.outcome != "handoff":
+    if not ctx.hung_up:
+        # After a hand-off too: once the transfer target answered, the IVR leaves
+        # the call (RFC 5589: the transferor ends its own leg).
         with contextlib.suppress(Exception):
             await ctx.call.hangup("normal")
     j.emit("end", outcome=j.outcome, detail=j.detail, duration_s=j.duration_s)

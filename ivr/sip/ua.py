@@ -138,7 +138,7 @@ class SipServer:
     def _on_bad_message(self, data: bytes, exc: SipParseError, source: Source) -> None:
         """Answer an unparsable request when it names enough to be answered; drop the rest."""
         req = _salvage_request(data)
-        if req is None:
+        if req is None or req.method == "ACK":  # an ACK is never answered, even a broken one
             return
         resp = make_response(req, exc.status if 400 <= exc.status < 600 else 400, exc.reason)
         self.transport.send(resp.serialize(), _response_dest(req, source))

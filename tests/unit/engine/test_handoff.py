@@ -83,7 +83,7 @@ def test_payload_validates_and_carries_the_call(sim, flow):
     assert j.handoff == payload
     assert j.outcome == "handoff"
     assert texts(j)[-1] == "Connecting you to billing."
-    assert call.ended is None  # the router has the call now
+    assert call.ended == "normal"  # the transfer target has the caller: the IVR leaves its own leg
 
 
 def test_payload_without_context_carries_every_variable(sim):

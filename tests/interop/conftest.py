@@ -1,0 +1,121 @@
+"""Real peers against a real `ivr serve` process, on loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Server:
+    """A running `ivr serve` and where to reach it."""
+
+    proc: subprocess.Popen
+    sip_port: int
+    http_port: int
+    data: Path
+    log: Path
+
+    def journeys(self) -> list[dict]:
+        path = self.data / "journeys.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_journeys(self, n: int, timeout: float = 30.0) -> list[dict]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            got = self.journeys()
+            if len(got) >= n:
+                return got
+            time.sleep(0.1)
+        raise AssertionError(f"expected {n} journeys, got {len(self.journeys())}\n{self.log.read_text()[-3000:]}")
+
+    def http(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+
+def start_server(tmp: Path, flows: Path, *extra: str) -> Server:
+    sip, http = free_port(), free_port()
+    data = tmp / "data"
+    log = tmp / "server.log"
+    exe = Path(sys.executable).parent / "ivr"
+    cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "ivr.cli"]),
+           "serve", str(flows), "--sip", f"127.0.0.1:{sip}", "--http", f"127.0.0.1:{http}",
+           "--data", str(data), "--rtp-ports", "30000-39999", *extra]
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    server = Server(proc, sip, http, data, log)
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"ivr serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            if '"ok"' in server.http("/healthz"):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"ivr serve did not become healthy:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGINT)
+        try:
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start `ivr serve FLOWS *args`; stopped after the test."""
+    started: list[Server] = []
+
+    def _start(flows: Path | str = ROOT / "flows.yaml", *extra: str) -> Server:
+        s = start_server(tmp_path, Path(flows), *extra)
+        started.append(s)
+        return s
+
+    yield _start
+    for s in started:
+        stop_server(s)
+
+
+def need(program: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{program} is not installed (scripts/test installs it)")
+        pytest.skip(f"{program} is not installed (scripts/test installs it)")
+    return path
