@@ -27,6 +27,10 @@ class Ctx:
 
     def __init__(self, report: Report) -> None:
         self.report = report
+        self.owner = ""  # the node being read
+        # Struct classes whose instances are listed as they are built, with their
+        # owner (the loader collects prompts this way instead of walking the flow).
+        self.collect: dict[type, list[tuple[str, Any]]] = {}
 
     def error(self, code: str, message: str, pos: Pos, hint: str | None = None) -> Invalid:
         self.report.error(code, message, pos, hint)
@@ -420,6 +424,9 @@ class Struct(FieldType):
                 obj = self.cls(**{self.shorthand_field: val})
                 obj.pos = v.pos
                 obj.field_pos = {self.shorthand_field: v.pos}
+                bucket = ctx.collect.get(self.cls)
+                if bucket is not None:
+                    bucket.append((ctx.owner, obj))
                 return obj
             return ctx.error("bad-value", f"expected a mapping ({self.name}), got {_kind_name(v)}", pos_of(v))
         return build_struct(self.cls, v, ctx, skip)
@@ -480,6 +487,9 @@ def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
     obj.pos = v.pos
     obj.field_pos = fpos
     obj._bad = bad  # type: ignore[attr-defined]
+    bucket = ctx.collect.get(cls)
+    if bucket is not None:
+        bucket.append((ctx.owner, obj))
     return obj
 
 

@@ -502,6 +502,8 @@ class Flow(Located):
     # Ids of nodes that were written but could not be read (no kind, unknown kind):
     # already reported, so rules treat them as present rather than as missing targets.
     broken: set = field(default_factory=set, metadata={"internal": True})
+    # (node id, prompt) for every prompt written in a node, listed by the loader.
+    node_prompts: list | None = field(default=None, metadata={"internal": True}, repr=False)
     path: str = field(default="flows.yaml", metadata={"internal": True})
     media_dir: str = field(default="media", metadata={"internal": True})
     digest: str = field(default="", metadata={"internal": True})

@@ -9,7 +9,7 @@ from typing import Any
 
 from .diagnostics import Report, did_you_mean
 from .fields import INVALID, Ctx, ListOf, Struct, Target, build_struct, spec_fields
-from .model import NODE_KINDS, Flow, Located, Node, Subflow
+from .model import NODE_KINDS, Flow, Located, Node, Prompt, Subflow
 from .yamlsrc import LMap, Pos, Scalar, YamlError, load, pos_of
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
@@ -54,10 +54,12 @@ def parse_text(text: str, report: Report) -> Flow | None:
         report.error("missing-field", "a flow needs 'nodes'", root.pos, "add nodes: with at least the start node")
     else:
         flow.field_pos["nodes"] = root.key_pos["nodes"]
+        ctx.collect[Prompt] = flow.node_prompts = []
         _parse_nodes(root["nodes"], None, flow, ctx)
     if "subflows" in root:
         flow.field_pos["subflows"] = root.key_pos["subflows"]
         _parse_subflows(root["subflows"], flow, ctx)
+    ctx.collect.pop(Prompt, None)
     _qualify_subflow_targets(flow)
     return flow
 
@@ -72,6 +74,7 @@ def _parse_nodes(v: Any, scope: str | None, flow: Flow, ctx: Ctx) -> None:
             ctx.error("bad-name", f"{node_id!r} is not a valid node id", kpos,
                       "use letters, digits, _ and -, starting with a letter")
             continue
+        ctx.owner = f"{scope}.{node_id}" if scope else node_id
         node = parse_node(raw, ctx, kpos)
         if node is None:
             flow.broken.add(f"{scope}.{node_id}" if scope else node_id)

@@ -103,8 +103,13 @@ def check_targets(flow: Flow, report: Report) -> None:
 
 
 def successors(flow: Flow) -> dict[str, list[str]]:
-    """Adjacency lists over existing nodes (all edge kinds)."""
-    return {nid: [e.target for e in flow.edges(n) if e.target in flow.nodes] for nid, n in flow.nodes.items()}
+    """Adjacency lists over existing nodes (all edge kinds); computed once per flow."""
+    got = flow.__dict__.get("_successors")
+    if got is None:
+        nodes = flow.nodes
+        got = {nid: [e.target for e in flow.edges(n) if e.target in nodes] for nid, n in nodes.items()}
+        flow.__dict__["_successors"] = got
+    return got
 
 
 @rule
@@ -426,15 +431,20 @@ def _struct_slots(cls) -> tuple[tuple[str, bool], ...]:
 
 def iter_prompts(flow: Flow) -> Iterator[tuple[str, Prompt]]:
     """(owner, prompt) for every prompt in the flow."""
-    for owner, root in [("defaults", flow.defaults), ("escape", flow.escape)] + [
-            (n.id, n) for n in flow.nodes.values()]:
+    roots: list = [("defaults", flow.defaults), ("escape", flow.escape)]
+    if flow.node_prompts is None:  # a flow built in code: walk every node
+        roots += [(n.id, n) for n in flow.nodes.values()]
+    else:  # the loader listed them as it read the nodes
+        yield from ((owner, p) for owner, p in flow.node_prompts if owner in flow.nodes)
+    for owner, root in roots:
         if root is None:
             continue
         for s in iter_structs(root):
             if isinstance(s, Prompt):
                 yield owner, s
-        if isinstance(root, Play):
-            yield root.id, root.prompt[0]
+    for node in flow.nodes.values():
+        if isinstance(node, Play):
+            yield node.id, node.prompt[0]
 
 
 @rule
