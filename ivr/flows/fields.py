@@ -388,7 +388,19 @@ class Located:
 
     def at(self, name: str) -> Pos:
         """Where field `name` was written (or the struct itself when it was left out)."""
-        return self.field_pos.get(name, self.pos)
+        got = self.field_pos.get(name)
+        if got is None:
+            return self.pos
+        if isinstance(got, Pos):
+            return got
+        # The loader leaves (value, mapping, key): most positions are never asked
+        # for, and making them all would cost a third of loading a big flow.
+        item, mapping, key = got
+        pos = pos_of(item)
+        if not pos.line:
+            pos = mapping.key_pos[key]
+        self.field_pos[name] = pos
+        return pos
 
 
 @functools.cache
@@ -466,7 +478,7 @@ def build_struct(cls, v: LMap, ctx: Ctx, skip: tuple[str, ...] = ()):
                 guessed.add(guess)
             continue
         parsed = f.metadata["ftype"].parse(item, ctx)
-        fpos[f.name] = pos_of(item) if pos_of(item).line else v.key_pos[key]
+        fpos[f.name] = (item, v, key)  # resolved by Located.at() when needed
         if parsed is INVALID:
             bad = True
             continue
