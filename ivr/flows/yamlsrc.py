@@ -8,6 +8,9 @@ build our own values from it instead of letting PyYAML construct objects:
 * scalars keep their raw text, so `key: 0`, `open: 08:00` or `lang: no` mean
   what the designer typed (YAML 1.1 would turn them into 0, 480 and False);
 * aliases are converted once and shared, so "billion laughs" documents stay linear.
+
+The plain YAML that flows are written in goes through fastyaml first, which
+gives the same values many times faster (see load).
 """
 
 from __future__ import annotations
@@ -103,32 +106,47 @@ class Scalar:
 class _Deferred:
     """A position that fastyaml leaves as plain numbers until it is first read.
 
-    Making a Pos costs more than reading the YAML line it comes from, and a
-    valid flow reads few of them, so the fast reader stores tuples of ints in
-    `_at` (and `_key_at` for a mapping's keys) and the Pos objects are made
-    here, once, when asked for. A non-data descriptor: what it makes is kept in
-    the instance's __dict__ and shadows it from then on, and values built the
-    ordinary way (with the attribute in their __dict__) never reach it.
+    Making a Pos costs more than reading the YAML line it comes from, and many
+    are never read, so the fast reader stores ints in the instance's __dict__
+    (`_line`, `_col`, `_end`, `_end_line` and, for a mapping's keys, a dict of
+    `_key_lines` or `_key_cols`: ints only, which the garbage collector need
+    not track) and the Pos objects are made here, once, when asked for. A
+    non-data descriptor: what it makes is kept in the instance's __dict__ and
+    shadows it from then on, and values built the ordinary way (with the
+    attribute in their __dict__) never reach it.
     """
 
-    def __init__(self, name: str, make: Callable[[Any], Any]) -> None:
+    def __init__(self, name: str, make: Callable[[dict[str, Any]], Any]) -> None:
         self._name = name
         self._make = make
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        if "_at" not in obj.__dict__:
+        fields = obj.__dict__
+        if "_line" not in fields:
             raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self._name!r}")
-        value = self._make(obj)
-        obj.__dict__[self._name] = value
+        value = self._make(fields)
+        fields[self._name] = value
         return value
+
+
+def _key_pos(fields: dict[str, Any]) -> dict[str, Pos]:
+    if "_key_cols" in fields:  # a flow mapping, all on its first line
+        line = fields["_line"]
+        return {key: Pos(line, col) for key, col in fields["_key_cols"].items()}
+    col = fields["_col"]  # a block mapping: every key in its column
+    return {key: Pos(line, col) for key, line in fields["_key_lines"].items()}
+
+
+def _start(fields: dict[str, Any]) -> Pos:
+    return Pos(fields["_line"], fields["_col"])
 
 
 # Set after @dataclass has run, so that they are not taken for field defaults
 # (the __init__ it made keeps None as the default of `end`).
-Scalar.pos = _Deferred("pos", lambda s: Pos(s._at[0], s._at[1]))  # type: ignore[assignment]
-Scalar.end = _Deferred("end", lambda s: Pos(s._at[2], s._at[3]))  # type: ignore[assignment]
+Scalar.pos = _Deferred("pos", _start)  # type: ignore[assignment]
+Scalar.end = _Deferred("end", lambda f: Pos(f.get("_end_line", f["_line"]), f["_end"]))  # type: ignore[assignment]
 
 
 class LMap(dict):
@@ -138,15 +156,14 @@ class LMap(dict):
     """
 
     # Plain attributes when built by load_pyyaml; see _Deferred for fastyaml's.
-    pos: Pos = _Deferred("pos", lambda m: Pos(*m._at))  # type: ignore[assignment]
-    key_pos: dict[str, Pos] = _Deferred(  # type: ignore[assignment]
-        "key_pos", lambda m: {k: Pos(line, col) for k, line, col in m._key_at})
+    pos: Pos = _Deferred("pos", _start)  # type: ignore[assignment]
+    key_pos: dict[str, Pos] = _Deferred("key_pos", _key_pos)  # type: ignore[assignment]
 
 
 class LList(list):
     """A sequence with the position of its start."""
 
-    pos: Pos = _Deferred("pos", lambda s: Pos(*s._at))  # type: ignore[assignment]
+    pos: Pos = _Deferred("pos", _start)  # type: ignore[assignment]
 
 
 Value = Scalar | LMap | LList
