@@ -21,6 +21,7 @@ from .metrics import Metrics
 from .services.callbacks import SqliteCallbacks
 from .services.memory import MemoryVoicemail
 from .services.router import HttpRouter, SipReferRouter
+from .sip.register import Registration
 from .sip.ua import Admission, SipServer, SipSettings
 
 log = logging.getLogger("ivr")
@@ -47,6 +48,11 @@ class Settings:
     ring_s: float = 0.0
     drain_s: float = 600.0  # longest wait for running calls on SIGTERM
     watch_s: float = 1.0
+    # Optional registration as an extension of a PBX/registrar (see ivr/sip/register.py).
+    register: str | None = None  # the AOR, sip:ivr@HOST[:PORT]; the registrar is HOST:PORT
+    register_user: str | None = None  # digest user name (default: the AOR's user)
+    register_password: str | None = None
+    register_expires: int = 3600
 
 
 class App:
@@ -60,6 +66,7 @@ class App:
         self.tts: EspeakTts | None = None
         self.prompts: PromptCache | None = None
         self.sip: SipServer | None = None
+        self.registration: Registration | None = None
         self.http = None
         self.calls: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
@@ -95,13 +102,23 @@ class App:
             SipSettings(host=s.sip_host, port=s.sip_port, public_host=s.public_host, rtp_ports=s.rtp_ports,
                         ring_s=s.ring_s),
             self.on_call, self.prompts, self.clock,
-            Admission(hard=s.capacity, soft=s.soft_capacity),
+            Admission(hard=s.capacity, soft=s.soft_capacity, can_overflow=self._has_overflow),
             music_root=str(Path(self.flows.flow.media_dir) / "moh"))
+        self.sip.count = self.metrics.inc
         await self.sip.start()
+        if s.register:
+            # Registered only once the SIP socket is up: the Contact names its address and port.
+            self.registration = Registration(self.sip, s.register, username=s.register_user,
+                                             password=s.register_password, expires=s.register_expires)
+            self.registration.start()
         self._gauges()
         await self._start_http()
         self.flows.start_watching(s.watch_s)
         asyncio.get_running_loop().create_task(self._warm_prompts())
+
+    def _has_overflow(self) -> bool:
+        """Whether the running flow has a path for callers over the soft capacity."""
+        return self.flows.flow is not None and self.flows.flow.overflow is not None
 
     async def _warm_prompts(self) -> None:
         """Render every fixed prompt once, so the first caller hears no delay."""
@@ -122,16 +139,23 @@ class App:
                 "median lateness of outgoing RTP bursts")
         m.gauge("ivr_rtp_send_lateness_p99_seconds", lambda: self.clock.percentile(0.99),
                 "99th percentile lateness of outgoing RTP bursts")
-        m.gauge("ivr_sip_errors", lambda: self.sip.errors if self.sip else 0, "SIP requests refused or failed")
-        m.gauge("ivr_sip_malformed", lambda: self.sip.transport.bad if self.sip else 0,
-                "SIP messages that could not be parsed")
-        m.gauge("ivr_calls_refused_capacity", lambda: self.sip.admission.refused if self.sip else 0,
-                "calls refused with 503 over the hard capacity")
+        m.gauge("ivr_sip_errors_total", lambda: self.sip.errors if self.sip else 0,
+                "SIP requests refused as malformed or failed while handled", kind="counter")
+        m.gauge("ivr_sip_malformed_total", lambda: self.sip.transport.bad if self.sip else 0,
+                "SIP messages that could not be parsed", kind="counter")
+        m.gauge("ivr_calls_refused_capacity_total", lambda: self.sip.admission.refused if self.sip else 0,
+                "calls refused with 503 over the capacity", kind="counter")
+        m.gauge("ivr_calls_overflow_total", lambda: self.sip.admission.overflowed if self.sip else 0,
+                "calls sent to the flow's overflow path over the soft capacity", kind="counter")
         m.gauge("ivr_flow_version", lambda: self.flows.version, "flows reloads applied")
+        m.gauge("ivr_flow_reload_failures_total", lambda: self.flows.failures,
+                "edits of the flows refused because they did not validate", kind="counter")
         m.describe("ivr_calls_total", "finished calls by outcome")
         m.describe("ivr_node_visits_total", "node visits")
         m.describe("ivr_dtmf_inputs_total", "key inputs by result")
         m.describe("ivr_speech_inputs_total", "speech inputs by result")
+        m.describe("ivr_sip_dtmf_received_total", "keys received, by how they came (rfc4733, info, inband)")
+        m.describe("ivr_rtp_foreign_packets_total", "RTP packets ignored: not from the call's latched peer")
 
     async def _start_http(self) -> None:
         from aiohttp import web
@@ -143,6 +167,9 @@ class App:
             body = {"status": "draining" if self.sip and self.sip.draining else ("ok" if ok else "starting"),
                     "active_calls": self.sip.admission.active if self.sip else 0,
                     "flow_version": self.flows.flow.digest if self.flows.flow else None}
+            if self.registration is not None:
+                # Reported, not part of "status": the IVR still answers calls sent to it directly.
+                body["registration"] = self.registration.status()
             return web.json_response(body, status=200 if ok else 503)
 
         async def metrics(_req):
@@ -180,13 +207,26 @@ class App:
         """Stop taking calls (503), let running calls finish, then stop."""
         if self.sip is not None:
             self.sip.draining = True
-        log.info("draining: %d call(s) in progress", len(self.calls))
-        if self.calls:
-            await asyncio.wait(set(self.calls), timeout=self.settings.drain_s)
+        if self.registration is not None:
+            # Unregister first, so the registrar stops routing new calls here while calls drain.
+            await self.registration.stop()
+        log.info("draining: %d call(s) in progress", self._in_progress())
+        # Counted by admission, not by flow tasks: a call still ringing has no flow task yet.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_s
+        while self._in_progress() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("drained: %d call(s) left", self._in_progress())
         self.stopping.set()
+
+    def _in_progress(self) -> int:
+        admitted = self.sip.admission.active if self.sip is not None else 0
+        return max(admitted, len(self.calls))
 
     async def stop(self) -> None:
         self.flows.stop()
+        if self.registration is not None:
+            await self.registration.stop()  # before the SIP socket closes: the un-REGISTER needs it
         if self.sip is not None:
             await self.sip.close()
         if self.http is not None:

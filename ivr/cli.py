@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -155,7 +156,23 @@ def cmd_serve(args) -> int:
         capacity=args.capacity, soft_capacity=args.soft_capacity, router=args.router, router_url=args.router_url,
         agents=args.agents, queue_targets=dict(t.split("=", 1) for t in args.queue_target or ()),
         ring_s=args.ring)
+    if args.register:
+        settings.register = args.register
+        settings.register_user = args.register_user
+        # From the environment by default, so the password stays out of `ps` and shell history.
+        settings.register_password = args.register_password or os.environ.get("IVR_REGISTER_PASSWORD") or None
+        settings.register_expires = args.register_expires
     return asyncio.run(serve(settings))
+
+
+def _aor(text: str) -> str:
+    """argparse type of --register: a SIP AOR naming a user and a host."""
+    from .sip.register import parse_aor
+    try:
+        parse_aor(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--agents", default="sip:agents@127.0.0.1:5070", help="default SIP target of hand-offs")
     r.add_argument("--queue-target", action="append", metavar="QUEUE=URI", help="SIP target for one queue")
     r.add_argument("--ring", type=float, default=0.0, help="seconds of ringing before answering")
+    r.add_argument("--register", type=_aor, metavar="sip:USER@HOST[:PORT]",
+                   help="register as this extension at the registrar HOST:PORT (UDP), refreshed until shutdown")
+    r.add_argument("--register-user", metavar="NAME", help="digest user name (default: the AOR's user)")
+    r.add_argument("--register-password", metavar="SECRET",
+                   help="digest password (default: the IVR_REGISTER_PASSWORD environment variable)")
+    r.add_argument("--register-expires", type=int, default=3600, metavar="SECONDS",
+                   help="binding lifetime to ask for; refreshed at half of what the registrar grants")
     r.add_argument("--quiet", action="store_true", help="log warnings only")
     r.set_defaults(func=cmd_serve)
     return p

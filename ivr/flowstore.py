@@ -24,6 +24,7 @@ class FlowStore:
         self.path = Path(path)
         self.flow: Flow | None = None
         self.version = 0
+        self.failures = 0  # edits refused
         self.last_errors: list[str] = []
         self._mtime: float | None = None
         self._watch: asyncio.Task | None = None
@@ -36,6 +37,7 @@ class FlowStore:
             self._mtime = None
         flow, report = check_file(self.path)
         if flow is None:
+            self.failures += 1
             self.last_errors = [d.format() for d in report.sorted() if d.severity == "error"]
             for line in self.last_errors:
                 log.error("%s", line)

@@ -25,15 +25,20 @@ class Metrics:
         self.counters: dict[str, Counter] = {}
         self.help: dict[str, str] = {}
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.kinds: dict[str, str] = {}  # gauge or counter, for values read at scrape time
 
     def describe(self, name: str, text: str) -> None:
+        """Help text of a labelled counter; it is listed (with no samples) before its first count."""
         self.help[name] = text
+        self.counters.setdefault(name, Counter())
 
     def inc(self, name: str, by: float = 1.0, **labels: str) -> None:
         self.counters.setdefault(name, Counter())[tuple(sorted(labels.items()))] += by
 
-    def gauge(self, name: str, fn: Callable[[], float], text: str = "") -> None:
+    def gauge(self, name: str, fn: Callable[[], float], text: str = "", kind: str = "gauge") -> None:
+        """A value read at scrape time; kind="counter" for one that only grows (a total kept elsewhere)."""
         self.gauges[name] = fn
+        self.kinds[name] = kind
         if text:
             self.help[name] = text
 
@@ -57,7 +62,7 @@ class Metrics:
         for name in sorted(self.gauges):
             if name in self.help:
                 lines.append(f"# HELP {name} {self.help[name]}")
-            lines.append(f"# TYPE {name} gauge")
+            lines.append(f"# TYPE {name} {self.kinds.get(name, 'gauge')}")
             lines.append(f"{name} {float(self.gauges[name]()):g}")
         for name in sorted(self.counters):
             if name in self.help:

@@ -42,9 +42,12 @@ class SipCall:
         self._recording: asyncio.Queue | None = None
         self._transfer: asyncio.Future | None = None
         self.reply_to: object = dialog.source.addr  # where responses to the INVITE go
+        self.sdp_origin = [0, 0]  # our SDP's session id and version (counted up by each answer)
 
     # ---- events from the SIP side --------------------------------------------------
     def dtmf(self, digit: str, via: str) -> None:
+        """A key from the caller: `via` is rfc4733, info or inband."""
+        self.server.count("ivr_sip_dtmf_received_total", via=via)
         if self._recording is not None:
             self._recording.put_nowait(("key", digit))
         self.events.put_nowait(Dtmf(digit, via))

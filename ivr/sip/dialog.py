@@ -3,6 +3,7 @@ in-dialog requests we send on it (BYE, REFER, re-INVITE)."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
@@ -58,16 +59,23 @@ class Dialog:
         return req
 
     def destination(self) -> Source | tuple[str, int]:
-        """Where in-dialog requests go: the peer's connection, the first route, or its Contact."""
+        """Where in-dialog requests go: the peer's connection, the first route, or its Contact.
+
+        Only an IP literal is used as it stands. We resolve no names: a DNS lookup
+        would stall the event loop (every call on it), so a peer that names a host
+        is reached where its INVITE came from, which is also what a peer behind
+        NAT needs.
+        """
         if self.source.conn is not None and not self.source.conn.is_closing():
             return self.source
         target = self.route_set[0] if self.route_set else f"<{self.remote_target}>"
         try:
             uri = NameAddr.parse(target).uri
             if isinstance(uri, SipUri):
-                maddr = uri.params.get("maddr")
-                return (maddr or uri.host.strip("[]"), uri.port or 5060)
-        except SipParseError:
+                host = (uri.params.get("maddr") or uri.host).strip("[]")
+                if _is_ip(host):
+                    return (host, uri.port or 5060)
+        except (SipParseError, ValueError):
             pass
         return self.source.addr
 
@@ -98,3 +106,11 @@ def remote_target_of(req: SipRequest) -> str:
         return req.from_addr.uri.serialize()
     except SipParseError:
         return str(parse_uri(req.uri).serialize()) if req.uri else ""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

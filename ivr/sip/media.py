@@ -3,8 +3,13 @@
 Outgoing audio is a stream on the process's media clock: each tick sends the
 next frame of whatever plays (a prompt, music on hold) or silence, so the peer
 always receives exactly 50 packets a second. Incoming packets are latched to
-one source (symmetric RTP): packets from any other address are ignored, so a
-third party cannot inject keys. Audio payloads are decoded only when someone
+one source (symmetric RTP): the address the peer's SDP names is taken at its
+first packet; another address (a peer behind NAT) only after a short run of
+packets in sequence from it, so a stray packet cannot capture the call. Once
+latched, packets from any other address are ignored, so a third party cannot
+inject keys. We send to the latched source, or to the SDP's address until
+then (never to a host name: resolving it would block the loop, so a peer that
+names itself is answered where its packets come from). Audio payloads are decoded only when someone
 listens (a recogniser, a recording, in-band DTMF detection).
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import struct
@@ -24,6 +30,7 @@ from .rtp import DtmfReceiver, RtpError, RtpPacket
 
 log = logging.getLogger("ivr.rtp")
 _HEADER = struct.Struct("!BBHII")
+LEARN_PACKETS = 3  # packets in sequence from an address the SDP did not name before we latch to it
 
 
 class Source:
@@ -75,7 +82,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.listeners: list[asyncio.Queue] = []
         self.sent = 0
         self.received = 0
-        self.ignored = 0
+        self.ignored = 0  # packets from addresses other than the latched one
+        self._candidate: tuple[tuple[str, int], int, int, int] | None = None  # addr, ssrc, last seq, run
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def open(self, host: str, ports: range | None = None) -> tuple[str, int]:
@@ -112,6 +120,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if remote != self.remote:
             self.remote = remote
             self.peer = None
+            self._candidate = None
         if codec is not None and codec.name != self.codec.name:
             self.codec = codec
             self.silence = bytes([codec.silence]) * 160
@@ -126,10 +135,13 @@ class RtpSession(asyncio.DatagramProtocol):
             payload = self.source.next()
             if payload is None:
                 self.source = None
-        if not self.sending or self.transport is None:
-            return
         dest = self.peer or self.remote
-        if not dest[1] or dest[0] in ("0.0.0.0", "::"):
+        if (not self.sending or self.transport is None or not dest[1]
+                or (self.peer is None and not _sendable(dest[0]))):
+            # Nothing goes out (on hold, nowhere to send), but the media clock runs on: the
+            # next packet's timestamp shows the gap, and its marker starts a new talk spurt.
+            self.ts = (self.ts + 160) & 0xFFFFFFFF
+            self.marker = True
             return
         pt = self.codec.payload_type | (0x80 if self.marker else 0)
         self.marker = False
@@ -153,15 +165,9 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # ---- receiving -------------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr) -> None:
-        addr = (addr[0], addr[1])
-        if self.peer is None:
-            # Latch to the negotiated address, or to the first source when a NAT
-            # changed it; from then on, nobody else may talk on this call.
-            self.peer = addr
-        elif addr != self.peer:
-            self.ignored += 1
-            return
         if len(data) < 12 or data[0] >> 6 != 2:
+            return  # not RTP: it neither counts nor latches
+        if not self._from_peer((addr[0], addr[1]), data):
             return
         self.received += 1
         pt = data[1] & 0x7F
@@ -187,6 +193,30 @@ class RtpSession(asyncio.DatagramProtocol):
             if q.qsize() < 500:  # a stuck consumer must not grow memory without bound
                 q.put_nowait(pcm)
 
+    def _from_peer(self, addr: tuple[str, int], data: bytes) -> bool:
+        """Whether a packet comes from the call's peer, latching to it when it is time."""
+        if self.peer is not None:
+            if addr == self.peer:
+                return True
+            self.ignored += 1
+            return False
+        if addr == self.remote:
+            self.peer = addr
+            return True
+        ssrc = int.from_bytes(data[8:12], "big")
+        seq = int.from_bytes(data[2:4], "big")
+        c = self._candidate
+        if c is not None and c[0] == addr and c[1] == ssrc and seq == (c[2] + 1) & 0xFFFF:
+            run = c[3] + 1
+        else:
+            run = 1
+        self._candidate = (addr, ssrc, seq, run)
+        if run >= LEARN_PACKETS:
+            self.peer = addr
+            self._candidate = None
+            return True
+        return False
+
     def error_received(self, exc: Exception) -> None:
         log.debug("rtp error: %s", exc)
 
@@ -203,3 +233,11 @@ class RtpSession(asyncio.DatagramProtocol):
         finally:
             with contextlib.suppress(ValueError):
                 self.listeners.remove(q)
+
+
+def _sendable(host: str) -> bool:
+    """An address we may send to before latching: an IP literal that is not a wildcard."""
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False

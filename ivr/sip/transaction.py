@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import secrets
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .headers import response_address
+from .header_list import header_key
+from .headers import Via, response_address
+from .lex import split_commas
 from .message import SipRequest, SipResponse
 from .transport import SipTransport, Source
 
@@ -30,6 +33,47 @@ def new_branch() -> str:
 
 def new_tag() -> str:
     return secrets.token_hex(5)
+
+
+def is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 literal (a name would need a DNS lookup)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def stamp_via(req: SipRequest, source: tuple) -> None:
+    """Record where `req` came from in its top Via: `received`, and the `rport` value
+    when asked (RFC 3261 18.2.1, RFC 3581 4), so responses copy it back to the peer."""
+    for i, (name, value) in enumerate(req.headers):
+        if header_key(name) != "via":
+            continue
+        parts = split_commas(value)
+        try:
+            parts[0] = Via.parse(parts[0]).stamped(source).serialize()
+        except (SipParseError, IndexError):
+            return  # validation answers a broken Via
+        req.headers[i] = (name, ", ".join(parts))
+        return
+
+
+def reply_address(req: SipRequest, source: Source) -> Source | tuple[str, int]:
+    """Where responses to `req` go: its connection, or per its top Via over UDP.
+
+    A Via may name a host (maddr, a sent-by name) to send to; we only ever
+    answer an IP literal. Resolving a name would block the event loop on DNS and
+    would let one forged request point our answers at any third party, so such
+    answers go back to where the request came from instead.
+    """
+    if source.transport != "UDP":
+        return source
+    try:
+        dest = response_address(req.top_via, source.addr)
+    except (SipParseError, ValueError):
+        return source.addr
+    return dest if is_ip(dest[0]) else (source.addr[0], dest[1])
 
 
 def tx_key(req: SipRequest) -> tuple:
@@ -130,14 +174,7 @@ class Transactions:
         self.server.pop(key, None)
 
     def _send(self, tx: ServerTx, data: bytes) -> None:
-        if tx.source.transport != "UDP":
-            self.transport.send(data, tx.source)
-            return
-        try:
-            dest = response_address(tx.request.top_via, tx.source.addr)
-        except SipParseError:
-            dest = tx.source.addr
-        self.transport.send(data, dest)
+        self.transport.send(data, reply_address(tx.request, tx.source))
 
     # ---- client side -------------------------------------------------------------------
     async def request(self, req: SipRequest, dest: Source | tuple[str, int], timeout: float = 64 * T1) -> SipResponse:

@@ -20,6 +20,7 @@ from .stream import StreamParser
 log = logging.getLogger("ivr.sip")
 
 Message = SipRequest | SipResponse
+HEAD_KEPT = 8192  # bytes of a broken message kept to answer it (its start line and the headers a response copies)
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,15 @@ class _Tcp(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        self.head = b""  # the first bytes of the message in progress, to answer it if it breaks
 
     def data_received(self, data: bytes) -> None:
         src = Source("TCP", self.peer, self.transport)
+        completed = 0
         try:
             self.parser.feed(data)
             for msg in self.parser:
+                completed += 1
                 self.owner.received += 1
                 try:
                     self.owner.on_message(msg, src)
@@ -124,9 +128,21 @@ class _Tcp(asyncio.Protocol):
                     log.exception("error handling a TCP message from %s", self.peer)
             if self.parser.pop_keepalives() and self.transport is not None:
                 self.transport.write(b"\r\n")  # RFC 5626 pong
+            self._keep_head(data, completed)
         except SipParseError as exc:
             # A broken stream can't be resynchronised: answer if we can, then close.
             self.owner.bad += 1
-            self.owner.on_error(data, exc, src)
+            start = data if completed else self.head + data
+            self.owner.on_error(start[:HEAD_KEPT], exc, src)
             if self.transport is not None:
                 self.transport.close()
+
+    def _keep_head(self, data: bytes, completed: int) -> None:
+        """Remember the start of the message still incomplete (its start line and first headers)."""
+        pending = self.parser.buffered
+        if pending == 0:
+            self.head = b""
+        elif completed or not self.head:
+            self.head = data[max(len(data) - pending, 0):][:HEAD_KEPT]
+        elif len(self.head) < HEAD_KEPT:
+            self.head += data[:HEAD_KEPT - len(self.head)]

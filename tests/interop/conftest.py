@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -75,17 +76,23 @@ def start_server(tmp: Path, flows: Path, *extra: str) -> Server:
            "--data", str(data), "--rtp-ports", "30000-39999", *extra]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(proc, sip, http, data, log)
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"ivr serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            if '"ok"' in server.http("/healthz"):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"ivr serve did not become healthy:\n{log.read_text()}")
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise AssertionError(f"ivr serve exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                if '"ok"' in server.http("/healthz"):
+                    return server
+            except (OSError, HTTPException):
+                # Not listening yet. Polling a port nobody listens on can even connect the
+                # client to itself (TCP simultaneous open) and read back its own request.
+                time.sleep(0.1)
+        raise AssertionError(f"ivr serve did not become healthy:\n{log.read_text()}")
+    except BaseException:
+        proc.kill()  # never leave a server behind when starting it failed
+        proc.wait(5)
+        raise
 
 
 def stop_server(server: Server) -> None:
