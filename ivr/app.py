@@ -55,6 +55,25 @@ class Settings:
     register_expires: int = 3600
 
 
+def no_tts_problems(flow) -> list[str]:
+    """One line per text-only prompt, for a machine without text-to-speech. The
+    flow's own prompts are named where they are written; built-in ones (the
+    default retry and escape prompts) at the top of the file, with their key."""
+    out: list[str] = []
+    for owner, p in iter_prompts(flow):
+        if not p.text or p.audio:
+            continue
+        if p.pos.line:
+            where, what = p.pos, f"{owner}: prompt"
+        else:
+            where, what = flow.at(owner), f"the built-in {owner} prompt {p.text!r}"
+        line = (f"{flow.path}:{max(where.line, 1)}:{max(where.col, 1)}: error: {what} has only text and no "
+                f"text-to-speech is installed [no-tts] (hint: apt-get install espeak-ng, or give it audio:)")
+        if line not in out:
+            out.append(line)
+    return out
+
+
 class App:
     """One engine process: SIP, HTTP, the media clock, the flows and the services."""
 
@@ -87,12 +106,7 @@ class App:
         except TtsError:
             self.tts = None
         if self.tts is None:
-            flow = self.flows.flow
-            bad = [f"{flow.path}:{p.pos.line}:{p.pos.col}: error: {owner}: prompt has only text and no "
-                   f"text-to-speech is installed [no-tts] (hint: apt-get install espeak-ng, or give it audio:)"
-                   for owner, p in iter_prompts(flow) if p.text and not p.audio]
-            if bad:
-                return bad
+            return no_tts_problems(self.flows.flow)
         return []
 
     async def start(self) -> None:
