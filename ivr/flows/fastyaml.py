@@ -22,8 +22,14 @@ result (or syntax error, with its message and position) is the reference:
 anchors, aliases, tags, merge keys, `?` keys, directives, a second document,
 tabs, multi-line plain or quoted scalars, flow collections over several
 lines, explicit indentation indicators, duplicate keys, and every syntax
-error. When in doubt this module refuses; tests/unit/test_fastyaml.py
+error. When in doubt this reader refuses; tests/unit/test_fastyaml.py
 compares both paths field by field on many generated documents.
+
+The reader is split in three: this module checks the text and builds the
+block structure line by line; fastyaml_inline reads the values that sit on
+one line (plain and quoted scalars, flow collections); fastyaml_scalars holds
+the scalar rules both use (kind resolution, double-quoted escapes, block
+scalars) and Unsupported.
 """
 
 from __future__ import annotations
@@ -31,19 +37,9 @@ from __future__ import annotations
 import gc
 import re
 
-from . import yamlsrc
-from .yamlsrc import LList, LMap, Scalar, Value, YamlError
-
-
-class Unsupported(Exception):
-    """The text uses YAML this reader does not handle; PyYAML must read it."""
-
-
-# Deeper nesting goes to PyYAML (and its limits), not to a recursion here.
-_MAX_DEPTH = 50
-# libyaml refuses a key whose ':' is more than 1024 characters (or bytes) after
-# its start; keys in flows are short, so anything near that is left to it.
-_MAX_KEY = 200
+from .fastyaml_inline import _MAX_DEPTH, _MAX_KEY, _SPACES, _inline, _llist
+from .fastyaml_scalars import Unsupported, _block_value, _Kinds, _new, _scalar, _unescape
+from .yamlsrc import LMap, Scalar, Value, YamlError
 
 # Characters YAML accepts in a document, less tab (indentation trouble), the
 # BOM and the line breaks Python's str.split would not see (NEL, LS, PS).
@@ -64,93 +60,6 @@ _FAST = re.compile(
 # the end, and before any ' #', which starts a comment) or quoted. The value, if
 # any, starts at match.end().
 _KEY = re.compile(r"""((?:[^ ?:,\[\]{}#&*!|>'"%@`-]|-(?=[^ ]))(?:(?! #).)*?|"(?:[^"\\]|\\.)*"|'(?:[^']|'')*') *(:)(?: +|$)""")
-_DQ = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_SQ = re.compile(r"'((?:[^']|'')*)'")
-# What may follow a finished value on its line.
-_TAIL = re.compile(r"(?: +#.*)? *$")
-_BLOCK_HEAD = re.compile(r"([|>])([-+]?)(?: +#.*)? *$")
-# A plain scalar inside [ ] or { }: no ':' or '?' at all (libyaml's rules for
-# them there are subtle, and PyYAML's own scanner differs), no ' #', and it
-# ends before spaces that lead to a separator.
-_FLOW_PLAIN_RE = r"""(?:[^ ?:,\[\]{}#&*!|>'"%@`-]|-(?=[^ ,\[\]{}:?]))(?:[^ ,\[\]{}:?]| +(?=[^ ,\[\]{}:?#]))*"""
-_FLOW_PLAIN = re.compile(_FLOW_PLAIN_RE)
-# The usual flow collections, `[a, b]` and `{a: 1, b: 2}` of plain scalars made of
-# ordinary characters, checked whole (with what may follow them) by one
-# expression and then split on ',' (and ':') without further search.
-_ORDINARY = r"""[^\[\]{}#:'"&*!|>%@`?,]"""
-_SIMPLE_SEQ = re.compile(rf"\[({_ORDINARY}*(?:,{_ORDINARY}*)*)\](?: +#.*)? *$")
-_SIMPLE_MAP = re.compile(rf"\{{({_ORDINARY}*: +{_ORDINARY}*(?:,{_ORDINARY}*: +{_ORDINARY}*)*)\}}(?: +#.*)? *$")
-_SPACES = re.compile(" *")
-
-# Double-quoted escapes exactly as libyaml decodes them.
-_ESCAPES = {
-    "0": "\0", "a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f",
-    "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\",
-    "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029",
-}
-_ESCAPE = re.compile(r"\\(?:x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))")
-
-_SAFE_KINDS = frozenset({"str", "int", "float", "bool", "null", "timestamp"})
-_NOT_PLAIN = frozenset("?:,[]{}#&*!|>'\"%@`")
-_new = object.__new__
-
-
-class _Kinds(dict):
-    """Plain text -> kind, as the loader's resolver types an untagged plain scalar.
-
-    One per document: each distinct text is resolved once (values repeat a lot
-    in a flow), with the resolver's own regular expressions, in its order.
-    Text whose first character has no resolver is a str without asking: read
-    `kinds[raw] if raw[0] in kinds.typed else "str"`.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        implicit = yamlsrc._Loader.yaml_implicit_resolvers
-        if implicit.get(None):
-            raise Unsupported("a resolver for text of any first character")
-        self.typed = frozenset(first for first in implicit if first)
-        self._by_first = {first: [(tag.rsplit(":", 1)[-1], rx.match) for tag, rx in resolvers]
-                          for first, resolvers in implicit.items()}
-
-    def __missing__(self, raw: str) -> str:
-        for kind, match in self._by_first.get(raw[:1], ()):
-            if match(raw):
-                if kind not in _SAFE_KINDS:  # `<<` (merge) or `=` (value): yamlsrc reports those
-                    raise Unsupported(f"plain scalar {raw!r} resolves to {kind}")
-                break
-        else:
-            kind = "str"
-        self[raw] = kind
-        return kind
-
-
-def _unescape(body: str) -> str:
-    """The text of a one-line double-quoted scalar, from between its quotes."""
-    if "\\" not in body:
-        return body
-
-    def one(m: re.Match) -> str:
-        if m.group(4) is not None:
-            try:
-                return _ESCAPES[m.group(4)]
-            except KeyError:
-                raise Unsupported(f"escape \\{m.group(4)}") from None
-        code = int(m.group(1) or m.group(2) or m.group(3), 16)
-        if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
-            raise Unsupported("escape of an invalid code point")
-        return chr(code)
-
-    return _ESCAPE.sub(one, body)
-
-
-def _scalar(raw: str, kind: str, quoted: bool, line: int, col: int, end_line: int, end_col: int) -> Scalar:
-    """A Scalar whose positions are made on first read (see yamlsrc._Deferred)."""
-    s = _new(Scalar)
-    s.__dict__ = {"raw": raw, "kind": kind, "quoted": quoted, "_line": line, "_col": col, "_end": end_col}
-    if end_line != line:
-        s._end_line = end_line
-    return s
 
 
 def _block_map(line: int, col: int) -> LMap:
@@ -160,23 +69,6 @@ def _block_map(line: int, col: int) -> LMap:
     m._col = col
     m._key_lines = {}
     return m
-
-
-def _flow_map(line: int, col: int) -> LMap:
-    """An empty `{ }` mapping at (line, col); its keys' columns go in _key_cols."""
-    m = LMap()
-    m._line = line
-    m._col = col
-    m._key_cols = {}
-    return m
-
-
-def _llist(line: int, col: int) -> LList:
-    """An empty LList at (line, col) whose position is made on first read."""
-    s = LList()
-    s._line = line
-    s._col = col
-    return s
 
 
 def load_fast(text: str) -> tuple[Value | None, list[YamlError]]:
@@ -394,230 +286,3 @@ def _key(km: re.Match, ln: int, kinds: _Kinds) -> str:
         return text[1:-1].replace("''", "'")
     kinds[text]  # noqa: B018 - refuses `<<` and `=`, whose tags yamlsrc reports
     return text
-
-
-def _block_value(lines: list[str], i: int, j: int, final_newline: bool, parent: int) -> tuple[Scalar, int]:
-    """The block scalar whose header is at lines[i - 1][j], and the index of the line after it."""
-    head = _BLOCK_HEAD.match(lines[i - 1], j)
-    if head is None:
-        raise Unsupported(f"line {i}: block scalar header")
-    if i == len(lines) and not final_newline:  # the header ends the text: an empty scalar
-        return _scalar("", "str", True, i, j + 1, i, len(lines[i - 1]) + 1), i
-    raw, end_line, end_col, after = _block(lines, i, final_newline, parent, head.group(1) == ">", head.group(2))
-    return _scalar(raw, "str", True, i, j + 1, end_line, end_col), after
-
-
-def _inline(line: str, j: int, ln: int, kinds: _Kinds, depth: int) -> Value:
-    """The one-line value starting at line[j] (not empty, not a comment)."""
-    ch = line[j]
-    if ch == '"' or ch == "'":
-        m = (_DQ if ch == '"' else _SQ).match(line, j)
-        if m is None:
-            raise Unsupported(f"line {ln}: a quoted scalar that does not end on its line")
-        end = m.end()
-        raw = _unescape(m.group(1)) if ch == '"' else m.group(1).replace("''", "'")
-        value: Value = _scalar(raw, "str", True, ln, j + 1, ln, end + 1)
-    elif ch == "[" or ch == "{":
-        simple = (_SIMPLE_SEQ if ch == "[" else _SIMPLE_MAP).match(line, j)
-        if simple is not None:
-            return _simple_flow(simple, ln, kinds)
-        value, end = _flow(line, j, ln, kinds, depth)
-    else:
-        if ch in _NOT_PLAIN or (ch == "-" and line[j + 1:j + 2] in ("", " ")):
-            raise Unsupported(f"line {ln}: {ch!r} starts the value")
-        k = line.find(" #", j)
-        raw = (line[j:k] if k >= 0 else line[j:]).rstrip(" ")
-        if ": " in raw or raw[-1] == ":":
-            raise Unsupported(f"line {ln}: ': ' inside a plain value")
-        return _scalar(raw, kinds[raw], False, ln, j + 1, ln, j + len(raw) + 1)
-    if _TAIL.match(line, end) is None:
-        raise Unsupported(f"line {ln}: text after a value")
-    return value
-
-
-def _simple_flow(m: re.Match, ln: int, kinds: _Kinds) -> Value:
-    """The flow collection matched by _SIMPLE_SEQ or _SIMPLE_MAP (group 1: between the brackets).
-
-    Its entries hold no indicator, so each is a plain scalar from its first to
-    its last non-space character, if it has one and does not start with '- '.
-    """
-    typed = kinds.typed
-    inner = m.group(1)
-    k = m.start(1)  # where the current entry starts
-    if m.group()[0] == "[":
-        out: Value = _llist(ln, k)
-        if not inner.strip(" "):
-            return out
-        for part in inner.split(","):
-            raw = part.strip(" ")
-            if not raw or (raw[0] == "-" and (len(raw) == 1 or raw[1] == " ")):
-                raise Unsupported("an empty or '- ' entry in a flow sequence")
-            at = k + part.index(raw[0]) + 1
-            s = _new(Scalar)
-            s.__dict__ = {"raw": raw, "kind": kinds[raw] if raw[0] in typed else "str", "quoted": False,
-                          "_line": ln, "_col": at, "_end": at + len(raw)}
-            out.append(s)
-            k += len(part) + 1
-        return out
-    out = _flow_map(ln, k)
-    kat = out._key_cols
-    for part in inner.split(","):
-        key_text, value_text = part.split(":")
-        key = key_text.strip(" ")
-        raw = value_text.strip(" ")
-        if (not key or not raw or len(key_text) > _MAX_KEY or (key[0] == "-" and (len(key) == 1 or key[1] == " "))
-                or (raw[0] == "-" and (len(raw) == 1 or raw[1] == " "))):
-            raise Unsupported(f"line {ln}: an empty, '- ' or very long entry in a flow mapping")
-        if key in out:
-            raise Unsupported("duplicate key")
-        if key[0] in typed:
-            kinds[key]  # noqa: B018 - refuses `<<` and `=`, whose tags yamlsrc reports
-        kat[key] = k + key_text.index(key[0]) + 1
-        at = k + len(key_text) + 1 + value_text.index(raw[0]) + 1
-        s = _new(Scalar)
-        s.__dict__ = {"raw": raw, "kind": kinds[raw] if raw[0] in typed else "str", "quoted": False,
-                      "_line": ln, "_col": at, "_end": at + len(raw)}
-        out[key] = s
-        k += len(part) + 1
-    return out
-
-
-def _flow_scalar(line: str, k: int, kinds: _Kinds) -> tuple[str, str, bool, int]:
-    """Raw text, kind, quoted and end index of the scalar at line[k] inside [ ] or { }."""
-    ch = line[k]
-    if ch == '"' or ch == "'":
-        m = (_DQ if ch == '"' else _SQ).match(line, k)
-        if m is None:
-            raise Unsupported("a quoted scalar that does not end on its line")
-        raw = _unescape(m.group(1)) if ch == '"' else m.group(1).replace("''", "'")
-        return raw, "str", True, m.end()
-    m = _FLOW_PLAIN.match(line, k)
-    if m is None:
-        raise Unsupported(f"{ch!r} inside a flow collection")
-    raw = m.group()
-    return raw, kinds[raw], False, m.end()
-
-
-def _flow(line: str, j: int, ln: int, kinds: _Kinds, depth: int) -> tuple[Value, int]:
-    """The flow collection opening at line[j], and the index just after its close."""
-    if depth >= _MAX_DEPTH:
-        raise Unsupported("nesting too deep")
-    is_map = line[j] == "{"
-    close = "}" if is_map else "]"
-    out: LMap | LList
-    if is_map:
-        out = _flow_map(ln, j + 1)
-        kat = out._key_cols
-    else:
-        out = _llist(ln, j + 1)
-    size = len(line)
-    k = _SPACES.match(line, j + 1).end()
-    if line.startswith(close, k):
-        return out, k + 1
-    while True:
-        if k == size:
-            raise Unsupported(f"line {ln}: a flow collection that does not end on its line")
-        if is_map:
-            if line[k] in "[{":
-                raise Unsupported(f"line {ln}: a collection as a key")
-            key, _, _, end = _flow_scalar(line, k, kinds)
-            if key in out:
-                raise Unsupported(f"line {ln}: duplicate key")
-            kat[key] = k + 1
-            colon = _SPACES.match(line, end).end()
-            if colon - k > _MAX_KEY:
-                raise Unsupported(f"line {ln}: a very long key")
-            if not line.startswith(": ", colon):
-                raise Unsupported(f"line {ln}: a flow mapping entry that is not 'key: value'")
-            k = _SPACES.match(line, colon + 2).end()
-            if k == size:
-                raise Unsupported(f"line {ln}: a flow collection that does not end on its line")
-        if line[k] in "[{":
-            value, end = _flow(line, k, ln, kinds, depth + 1)
-        else:
-            raw, kind, quoted, end = _flow_scalar(line, k, kinds)
-            value = _scalar(raw, kind, quoted, ln, k + 1, ln, end + 1)
-        if is_map:
-            out[key] = value
-        else:
-            out.append(value)
-        k = _SPACES.match(line, end).end()
-        if k == size:
-            raise Unsupported(f"line {ln}: a flow collection that does not end on its line")
-        if line[k] == close:
-            return out, k + 1
-        if line[k] != ",":
-            raise Unsupported(f"line {ln}: {line[k]!r} after an entry of a flow collection")
-        k = _SPACES.match(line, k + 1).end()
-        if k < size and line[k] in "]}":
-            raise Unsupported(f"line {ln}: a trailing comma")
-
-
-def _block(lines: list[str], i: int, final_newline: bool, parent: int, folded: bool,
-           chomp: str) -> tuple[str, int, int, int]:
-    """Read a block scalar whose header ended line i (1-based); lines[i] is the next line.
-
-    Returns its text, where it ends (line, column) and the index of the first
-    line after it. A transcription of libyaml's scan_block_scalar for the cases
-    it accepts: the content indentation is that of the first non-empty line,
-    which must be deeper than `parent`, the column of the collection holding it.
-    """
-    n_lines = len(lines)
-    end_line, end_col = i + 1, 1
-    breaks = 0
-    longest = 0  # the longest line of spaces before the content: libyaml indents to it
-    while i < n_lines and not lines[i].strip(" "):
-        if i == n_lines - 1 and not final_newline:
-            break  # spaces at the very end, with no line break to consume
-        longest = max(longest, len(lines[i]))
-        breaks += 1
-        i += 1
-        end_line, end_col = i + 1, 1
-    indent = -1
-    if i < n_lines and lines[i].strip(" "):
-        indent = len(lines[i]) - len(lines[i].lstrip(" "))
-    if indent <= parent:  # no content: an empty scalar, whatever follows
-        return ("\n" * breaks if chomp == "+" else ""), end_line, end_col, i
-    if longest > indent:
-        raise Unsupported("a block scalar with over-indented empty lines")
-    parts: list[str] = []
-    lead = ""  # the line break that ended the previous content line
-    trail = "\n" * breaks  # the empty lines since then
-    lead_more = False  # the previous content line was more indented than the rest
-    while True:
-        line = lines[i]
-        more = line[indent] == " "
-        # Folding joins two ordinary lines with a space (or, across empty lines,
-        # drops the first break); breaks around more indented lines are kept.
-        if folded and lead and not lead_more and not more:
-            if not trail:
-                parts.append(" ")
-        else:
-            parts.append(lead)
-        parts.append(trail)
-        lead_more = more
-        parts.append(line[indent:])
-        i += 1
-        if i == n_lines and not final_newline:  # the text ends inside this line
-            end_line, end_col = i, len(line) + 1
-            lead = trail = ""
-            break
-        lead, trail = "\n", ""
-        end_line, end_col = i + 1, 1
-        while i < n_lines and not lines[i].strip(" "):
-            if len(lines[i]) > indent:
-                raise Unsupported("a block scalar line of spaces beyond its indentation")
-            if i == n_lines - 1 and not final_newline:
-                break
-            trail += "\n"
-            i += 1
-            end_line, end_col = i + 1, 1
-        if i == n_lines or not lines[i].strip(" "):
-            break
-        if len(lines[i]) - len(lines[i].lstrip(" ")) < indent:
-            break
-    if chomp != "-":
-        parts.append(lead)
-    if chomp == "+":
-        parts.append(trail)
-    return "".join(parts), end_line, end_col, i

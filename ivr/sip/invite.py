@@ -23,7 +23,8 @@ from .errors import SipParseError
 from .headers import NameAddr
 from .media import RtpSession
 from .message import SipRequest, make_response
-from .sdp import NoCommonCodec, SdpError, SessionDescription, answer, offer
+from .offer_answer import answer, offer
+from .sdp import NoCommonCodec, SdpError, SessionDescription
 from .transaction import T1, T2, ServerTx, new_tag, reply_address
 from .transport import Source
 

@@ -8,17 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ivr.sip.offer_answer import Negotiated, answer, negotiated_from_answer, offer
 from ivr.sip.sdp import (
     Connection,
     MediaDescription,
-    Negotiated,
     NoCommonCodec,
     RtpMap,
     SdpError,
     SessionDescription,
-    answer,
-    negotiated_from_answer,
-    offer,
 )
 
 # --- offers captured from real peers (INVITE bodies, byte for byte) ----------------------------
