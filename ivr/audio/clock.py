@@ -4,7 +4,7 @@ Every stream sends one frame each 20 ms, at absolute deadlines (so the rate is
 exactly 50 frames a second over any stretch of time). One timer for a thousand
 calls costs far less than a thousand timers. Streams are spread over a few
 phases of the period (slots) so the clock never has to send a thousand packets
-in one burst: with 4 slots it wakes every 5 ms and serves a quarter of them.
+in one burst: with 10 slots it wakes every 2 ms and serves a tenth of them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import deque
 from typing import Protocol
 
 PERIOD = 0.020
-SLOTS = 4
+SLOTS = 10
 # Behind by more than this (a stalled machine): skip ticks instead of bursting.
 MAX_CATCH_UP = 0.1
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import secrets
+import socket
 import struct
 from collections.abc import Callable
 
@@ -81,6 +83,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.silence = bytes([codec.silence]) * 160
         self.listeners: list[asyncio.Queue] = []
         self.sent = 0
+        self.dropped = 0
+        self._sock = None
         self.received = 0
         self.ignored = 0  # packets from addresses other than the latched one
         self._candidate: tuple[tuple[str, int], int, int, int] | None = None  # addr, ssrc, last seq, run
@@ -92,17 +96,24 @@ class RtpSession(asyncio.DatagramProtocol):
         candidates = [p for p in (ports or ()) if p % 2 == 0] or [0]
         start = secrets.randbelow(len(candidates))
         last: OSError | None = None
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         for i in range(min(len(candidates), 200)):
             port = candidates[(start + i) % len(candidates)]
+            # Our own socket object, so tick() can send on it directly.
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                self.transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+                sock.setblocking(False)
+                sock.bind((host, port))
+                self.transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
                 break
             except OSError as exc:
+                sock.close()
                 last = exc
         else:
             raise OSError(f"no free RTP port: {last}")
-        sock = self.transport.get_extra_info("sockname")
-        self.local = (sock[0], sock[1])
+        self._sock = sock
+        name = sock.getsockname()
+        self.local = (name[0], name[1])
         self.clock.add(self)
         return self.local
 
@@ -145,7 +156,15 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         pt = self.codec.payload_type | (0x80 if self.marker else 0)
         self.marker = False
-        self.transport.sendto(_HEADER.pack(0x80, pt, self.seq, self.ts, self.ssrc) + (payload or self.silence), dest)
+        packet = _HEADER.pack(0x80, pt, self.seq, self.ts, self.ssrc) + (payload or self.silence)
+        try:
+            # Straight to the socket: this runs 50 times a second per call, and the
+            # transport's own sendto adds checks we don't need for a datagram.
+            self._sock.sendto(packet, dest)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1  # the kernel's buffer is full: a late packet is worse than a lost one
+        except OSError:
+            self.dropped += 1  # ICMP from a peer that went away; the call's end will follow
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + 160) & 0xFFFFFFFF
         self.sent += 1
@@ -235,6 +254,7 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.listeners.remove(q)
 
 
+@functools.lru_cache(maxsize=4096)
 def _sendable(host: str) -> bool:
     """An address we may send to before latching: an IP literal that is not a wildcard."""
     try:

@@ -95,7 +95,7 @@ class _Sent:
 def test_nothing_is_sent_to_a_host_name_or_a_wildcard_until_latched():
     for remote in (("media.example.com", 4000), ("0.0.0.0", 4000)):
         rtp, _ = _session(remote)
-        rtp.transport = out = _Sent()
+        rtp.transport = rtp._sock = out = _Sent()
         ts = rtp.ts
         rtp.tick()
         assert out.sent == [] and rtp.ts == (ts + 160) & 0xFFFFFFFF  # the clock still runs
@@ -109,7 +109,7 @@ def test_nothing_is_sent_to_a_host_name_or_a_wildcard_until_latched():
 
 def test_on_hold_the_timestamp_keeps_time():
     rtp, _ = _session()
-    rtp.transport = out = _Sent()
+    rtp.transport = rtp._sock = out = _Sent()
     rtp.tick()
     rtp.sending = False
     for _ in range(5):
