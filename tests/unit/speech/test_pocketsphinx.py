@@ -1,0 +1,152 @@
+"""The pocketsphinx recogniser on real audio: espeak-ng phrases sent through
+mu-law like a phone line, pushed as 20 ms frames on an ordinary event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from ivr.audio.g711 import ulaw_decode, ulaw_encode
+from ivr.audio.tts import EspeakTts, espeak_path
+from ivr.engine.call import NoSpeech, SpeechResult, SpeechStarted
+from ivr.speech.vad import EnergyVad, VadEvent
+
+pytest.importorskip("pocketsphinx")
+pytestmark = pytest.mark.skipif(espeak_path() is None, reason="espeak-ng is not installed")
+
+from ivr.speech.pocketsphinx_engine import PocketsphinxRecognizer, unknown_words  # noqa: E402
+
+MENU = ["billing", "appointments", "technical support", "agent", "representative",
+        "operator", "human", "person"]
+FRAME = 320  # 20 ms of PCM16 at 8 kHz
+
+
+def line(pcm: bytes, seed: int = 0) -> bytes:
+    """Audio as it arrives over a G.711 call: 0.4 s of faint line hiss either side."""
+    rng = np.random.default_rng(seed)
+    hiss = lambda n: rng.normal(0, 20, n).astype("<i2").tobytes()  # noqa: E731
+    return ulaw_decode(ulaw_encode(hiss(3200) + pcm + hiss(8000)))
+
+
+async def listen(rec: PocketsphinxRecognizer, phrases: list[str], audio: bytes):
+    """Push `audio` frame by frame and collect the session's events."""
+    session = rec.open(phrases)
+    assert session is not None
+    events = []
+
+    async def read():
+        async for ev in session.events():
+            events.append(ev)
+
+    reader = asyncio.ensure_future(read())
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        session.push(audio[i:i + FRAME])
+        if i % (FRAME * 10) == 0:
+            await asyncio.sleep(0)  # let the loop breathe, as a real call would
+    await asyncio.wait_for(reader, 10)
+    await session.close()
+    return events, session
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    async def render_all():
+        tts = EspeakTts(parallel=4)
+        texts = MENU + ["i would like to cancel my subscription"]
+        return dict(zip(texts, await asyncio.gather(*(tts.render(t) for t in texts)), strict=True))
+    return asyncio.run(render_all())
+
+
+def test_menu_phrases_are_recognised(rendered):
+    async def run():
+        rec = PocketsphinxRecognizer(workers=2)
+        results, audio_s, decode_s = {}, 0.0, 0.0
+        for n, phrase in enumerate(MENU):
+            events, session = await listen(rec, MENU, line(rendered[phrase], seed=n))
+            assert isinstance(events[0], SpeechStarted), events
+            assert len(events) == 2, events
+            results[phrase] = events[1]
+            audio_s += session.audio_seconds
+            decode_s += session.decode_seconds
+        rec.shutdown()
+        return results, decode_s / audio_s
+    t0 = time.perf_counter()
+    results, rtf = asyncio.run(run())
+    right = [p for p, ev in results.items() if isinstance(ev, SpeechResult) and ev.text == p]
+    print(f"\n{len(right)}/{len(MENU)} right, real-time factor {rtf:.3f}, "
+          f"{time.perf_counter() - t0:.2f} s wall")
+    # Known misses on this line model (hiss at std 20 before mu-law, VAD trimming):
+    # "representative" comes back as "human" and "agent" as "operator". Whole clips
+    # without line hiss decode 8/8, so the end-pointed audio is what to look at next.
+    assert len(right) >= 6, results
+    assert all(ev.engine == "pocketsphinx" and 0 < ev.confidence <= 1 for ev in results.values())
+
+
+def test_noise_and_mumbling_give_no_speech_or_low_confidence(rendered):
+    rng = np.random.default_rng(7)
+    noise = (rng.normal(0, 3000, 8000)).astype("<i2").tobytes()
+    # Mumbling: a real phrase low-passed hard (a crude moving average) and quiet.
+    x = np.frombuffer(rendered["i would like to cancel my subscription"], "<i2").astype(float)
+    mumble = (np.convolve(x, np.ones(24) / 24, mode="same") * 0.5).astype("<i2").tobytes()
+
+    async def run():
+        rec = PocketsphinxRecognizer(workers=1, use_posterior=True)
+        out = [await listen(rec, MENU, line(a, seed=9)) for a in (noise, mumble)]
+        rec.shutdown()
+        return [events for events, _ in out]
+    for events in asyncio.run(run()):
+        final = events[-1]
+        assert isinstance(final, NoSpeech | SpeechResult), events
+        if isinstance(final, SpeechResult):
+            assert final.confidence < 0.5, events
+
+
+def test_silence_gives_no_events():
+    async def run():
+        rec = PocketsphinxRecognizer(workers=1)
+        session = rec.open(MENU)
+        for _ in range(100):
+            session.push(line(b"")[:FRAME])
+        await session.close()
+        events = [ev async for ev in session.events()]
+        rec.shutdown()
+        return events
+    assert asyncio.run(run()) == []
+
+
+def test_slot_cap_makes_open_return_none():
+    async def run():
+        rec = PocketsphinxRecognizer(workers=2)
+        a, b = rec.open(MENU), rec.open(MENU)
+        assert a is not None and b is not None
+        assert rec.open(MENU) is None  # every slot taken: the turn falls back to keys
+        await a.close()
+        c = rec.open(MENU)
+        assert c is not None
+        await b.close()
+        await c.close()
+        assert rec.busy == 0
+        rec.shutdown()
+    asyncio.run(run())
+
+
+def test_unknown_words_are_reported_and_dropped():
+    assert unknown_words(["billing", "talk to zorblaxian"]) == {"talk to zorblaxian": ["zorblaxian"]}
+    rec = PocketsphinxRecognizer(workers=1)
+    assert rec.open(["zorblaxian"]) is None  # nothing speakable: keys only
+    assert rec.busy == 0
+    rec.shutdown()
+
+
+def test_vad_starts_after_100ms_and_ends_after_silence():
+    vad = EnergyVad(end_ms=600)
+    quiet = np.zeros(160, "<i2").tobytes()
+    loud = (np.sin(np.arange(160) * 0.3) * 8000).astype("<i2").tobytes()
+    seen = [vad.push(quiet) for _ in range(10)]
+    seen += [vad.push(loud) for _ in range(10)]
+    assert seen.index(VadEvent.START) == 10 + 4  # the fifth voiced frame: 100 ms
+    ends = [vad.push(quiet) for _ in range(40)]
+    assert ends.index(VadEvent.END) == 29  # 600 ms of silence
