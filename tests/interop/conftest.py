@@ -126,3 +126,13 @@ def need(program: str) -> str:
             pytest.fail(f"{program} is not installed (scripts/test installs it)")
         pytest.skip(f"{program} is not installed (scripts/test installs it)")
     return path
+
+
+@pytest.fixture(scope="module")
+def menu_prompts() -> dict[str, bytes]:
+    """The expected line audio of menu.yaml's prompts (and of a decoy), rendered once."""
+    from .audio_match import line_prompt
+    from .heard_menu import TEXTS
+
+    need("espeak-ng")
+    return {text: line_prompt(text) for text in TEXTS}
