@@ -28,4 +28,5 @@ def test_linphonec_presses_2_hears_the_menu_then_goodbye(serve, tmp_path, menu_p
         phone.wait_ended(timeout=30, since=since)  # the IVR says goodbye and hangs up by itself
 
     # linphone has quit and closed the file; its header is then filled in.
+    assert recording.exists() and recording.stat().st_size > 44, f"linphonec recorded nothing in {recording}"
     check_call(server, read_recording(recording), menu_prompts, record_property)
