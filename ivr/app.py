@@ -23,6 +23,7 @@ from .services.memory import MemoryVoicemail
 from .services.router import HttpRouter, SipReferRouter
 from .sip.register import Registration
 from .sip.ua import Admission, SipServer, SipSettings
+from .speech import SpeechUnavailable, flow_phrases, make_engine
 
 log = logging.getLogger("ivr")
 
@@ -53,6 +54,10 @@ class Settings:
     register_user: str | None = None  # digest user name (default: the AOR's user)
     register_password: str | None = None
     register_expires: int = 3600
+    # Overrides of the flow's speech: settings (command-line flags).
+    speech_engine: str | None = None
+    vosk_model: str | None = None
+    speech_workers: int | None = None
 
 
 def no_tts_problems(flow) -> list[str]:
@@ -83,6 +88,8 @@ class App:
         self.metrics = Metrics()
         self.clock = MediaClock()
         self.tts: EspeakTts | None = None
+        self.recognizer = None
+        self.speech_line = "speech: off"
         self.prompts: PromptCache | None = None
         self.sip: SipServer | None = None
         self.registration: Registration | None = None
@@ -107,6 +114,22 @@ class App:
             self.tts = None
         if self.tts is None:
             return no_tts_problems(self.flows.flow)
+        return self._start_speech()
+
+    def _start_speech(self) -> list[str]:
+        """Choose and load the recogniser once, for every call of this process."""
+        s, flow = self.settings, self.flows.flow
+        try:
+            self.recognizer, self.speech_line = make_engine(
+                flow.speech, engine=s.speech_engine, vosk_model=s.vosk_model, workers=s.speech_workers)
+        except SpeechUnavailable as e:
+            return [f"{flow.path}:{max(flow.speech.pos.line, 1)}:{max(flow.speech.pos.col, 1)}: error: {e} "
+                    f"[speech-unavailable] (hint: set speech.engine: auto, or install the engine and its model)"]
+        log.info("%s", self.speech_line)
+        if self.recognizer is not None:
+            self.recognizer.load()
+            # Logs each phrase the model cannot recognise, once, before any caller meets it.
+            self.recognizer.usable(sorted({p for ps in flow_phrases(flow) for p in ps}))
         return []
 
     async def start(self) -> None:
@@ -206,7 +229,7 @@ class App:
                 await call.hangup("over capacity")
                 return
             start = flow.overflow
-        services = Services(self.router, self.voicemail, self.callbacks, recognizer=None)
+        services = Services(self.router, self.voicemail, self.callbacks, recognizer=self.recognizer)
         task = asyncio.current_task()
         self.calls.add(task)
         try:
@@ -247,6 +270,8 @@ class App:
             await self.http.cleanup()
         await self.clock.stop()
         self.callbacks.close()
+        if self.recognizer is not None:
+            self.recognizer.shutdown()
         if self.prompts is not None:
             self.prompts.close()
 
@@ -257,6 +282,7 @@ class App:
                 f"  call it:  sip:ivr@{shown}:{port}   (UDP and TCP; e.g. baresip, linphonec, SIPp)\n"
                 f"  health:   http://{self.settings.http_host}:{self.settings.http_port}/healthz\n"
                 f"  metrics:  http://{self.settings.http_host}:{self.settings.http_port}/metrics\n"
+                f"  {self.speech_line}\n"
                 f"  hand-offs go to {self.settings.agents} ({self.router.name})")
 
 

@@ -155,7 +155,8 @@ def cmd_serve(args) -> int:
         data=args.data, public_host=args.public_host, rtp_ports=range(int(lo), int(hi or lo) + 1),
         capacity=args.capacity, soft_capacity=args.soft_capacity, router=args.router, router_url=args.router_url,
         agents=args.agents, queue_targets=dict(t.split("=", 1) for t in args.queue_target or ()),
-        ring_s=args.ring)
+        ring_s=args.ring, speech_engine=args.speech_engine, vosk_model=args.vosk_model,
+        speech_workers=args.speech_workers)
     if args.register:
         settings.register = args.register
         settings.register_user = args.register_user
@@ -230,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digest password (default: the IVR_REGISTER_PASSWORD environment variable)")
     r.add_argument("--register-expires", type=int, default=3600, metavar="SECONDS",
                    help="binding lifetime to ask for; refreshed at half of what the registrar grants")
+    r.add_argument("--speech-engine", choices=["auto", "vosk", "pocketsphinx", "off"],
+                   help="override the flow's speech.engine")
+    r.add_argument("--vosk-model", metavar="PATH|NAME",
+                   help="override the flow's speech.vosk_model (a directory, package or model name)")
+    r.add_argument("--speech-workers", type=int, metavar="N",
+                   help="decoding threads (default: one per CPU core)")
     r.add_argument("--quiet", action="store_true", help="log warnings only")
     r.set_defaults(func=cmd_serve)
     return p

@@ -13,6 +13,7 @@ from typing import Any
 from ..flows.expr import Env, basic_functions, evaluate, render_template
 from ..flows.hours import local_time_between, local_weekday
 from ..flows.model import Flow, Node, Prompt
+from ..speech import endpointing_of
 from .call import Call, Dtmf, Event, PromptAudio
 from .journey import Journey, PromptRecord
 from .services import CallbackStore, Clock, Recognizer, Router, SystemClock, VoicemailService
@@ -79,6 +80,7 @@ class CallContext:
         self.recording = False  # a hangup now ends the recording instead of the flow
         self.node: Node | None = None
         self.swallow: tuple[str, float] | None = None  # a terminator key to drop until a time
+        self.endpointing = endpointing_of(flow.speech)
 
     def swallowed(self, ev: Event) -> bool:
         """True for a terminator pressed just after an entry that was already complete."""
@@ -112,8 +114,8 @@ class CallContext:
         return evaluate(expr, Env(scope, fns))
 
     # ---- prompts ----------------------------------------------------------------
-    def render(self, prompt: Prompt) -> PromptAudio:
-        text = render_template(prompt.text, self.scope()) if prompt.text else None
+    def render(self, prompt: Prompt, **extra: Any) -> PromptAudio:
+        text = render_template(prompt.text, {**self.scope(), **extra}) if prompt.text else None
         audio = str(Path(self.flow.media_dir) / prompt.audio) if prompt.audio else None
         return PromptAudio(text=text, audio=audio, id=prompt.id, language=self.flow.language)
 

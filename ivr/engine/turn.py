@@ -42,12 +42,17 @@ class Turn:
     """Prompts, then input, with barge-in and timers on the event loop."""
 
     def __init__(self, ctx: CallContext, prompts: list[PromptAudio], *, keys: KeyRules | None,
-                 phrases: list[str] | None, timeout: float, inter_digit: float, bargein: bool) -> None:
+                 phrases: list[str] | None, timeout: float, inter_digit: float, bargein: bool,
+                 speech_timeout: float | None = None, fallback_keys: KeyRules | None = None) -> None:
         self.ctx = ctx
         self.prompts = prompts
         self.keys = keys
         self.phrases = phrases  # None: no speech this turn
         self.timeout = timeout
+        # Silence that counts as no input while a recogniser listens (end-pointing's no-speech timeout).
+        self.speech_timeout = speech_timeout
+        # Keys accepted when speech was the only way to answer but no recogniser is free.
+        self.fallback_keys = fallback_keys
         self.inter_digit = inter_digit
         self.bargein = bargein
         self.digits = ""
@@ -70,14 +75,27 @@ class Turn:
                     await self._session.close()
 
     def _open_recognizer(self) -> None:
-        rec = self.ctx.services.recognizer
-        if self.phrases is None or rec is None:
+        ctx = self.ctx
+        rec = ctx.services.recognizer
+        if self.phrases is None:
             return
-        session = rec.open(self.phrases or None)
+        if rec is None:
+            # No recogniser here: the call itself may deliver speech as text (the simulator).
+            return
+        session = rec.open(self.phrases or None, endpointing=ctx.endpointing)
         if session is None:
-            self.ctx.note("speech-unavailable", fallback="dtmf")
+            # Every recogniser busy (or no phrase it can hear): keys only, and the
+            # caller is told so rather than talking to a deaf line.
+            self.phrases = None
+            if self.keys is None:
+                self.keys = self.fallback_keys
+            if self.keys is not None:
+                ctx.note("speech-unavailable", fallback="dtmf", engine=rec.name)
+                self.prompts = [ctx.render(p) for p in ctx.flow.speech.keypad_prompt] + list(self.prompts)
             return
         self._session = session
+        if self.speech_timeout is not None:
+            self.timeout = self.speech_timeout
 
         async def feed_audio():
             async for frame in self.ctx.call.audio_in():

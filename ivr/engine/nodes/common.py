@@ -8,6 +8,7 @@ from ...flows.model import Node, Retry
 from ..call import PromptAudio
 from ..context import CallContext, End, Go
 from ..journey import InputRecord
+from ..matching import best_match
 from ..turn import KeyRules, Turn, TurnResult
 
 # Failed inputs with no success in between, in multiples of escape.after_failures,
@@ -23,13 +24,41 @@ def setting(ctx: CallContext, node: Node, name: str) -> Any:
 
 
 async def ask(ctx: CallContext, node: Node, prompts: list, *, keys: KeyRules | None,
-              phrases: list[str] | None, bargein: bool | None = None) -> TurnResult:
-    """One listening turn at `node`, with the node's (or the flow's) timers and barge-in."""
+              phrases: list[str] | None, bargein: bool | None = None,
+              fallback_keys: KeyRules | None = None) -> TurnResult:
+    """One listening turn at `node`, with the node's (or the flow's) timers and barge-in.
+
+    While a recogniser listens, silence counts as no input after the speech
+    settings' no-speech timeout, unless the node sets its own timeout."""
     rendered = [p if isinstance(p, PromptAudio) else ctx.render(p) for p in prompts]
+    own = getattr(node, "timeout", None)
     turn = Turn(ctx, rendered, keys=keys, phrases=phrases, timeout=setting(ctx, node, "timeout"),
                 inter_digit=setting(ctx, node, "inter_digit_timeout"),
-                bargein=setting(ctx, node, "bargein") if bargein is None else bargein)
+                bargein=setting(ctx, node, "bargein") if bargein is None else bargein,
+                speech_timeout=own if own is not None else ctx.flow.speech.no_speech_timeout,
+                fallback_keys=fallback_keys)
     return await turn.run()
+
+
+async def confirm(ctx: CallContext, node: Node, heard: str) -> str:
+    """Ask "did you say ...?" about a result below the confidence threshold.
+
+    Returns "yes", "no" (also for silence or anything else) or "escape". The
+    escape's keys and phrases work here too: nobody is trapped in a confirmation."""
+    sp = ctx.flow.speech
+    esc_keys, esc_phrases, _ = ctx.flow.escape_for(node)
+    choices = [(p, "yes") for p in sp.yes] + [(p, "no") for p in sp.no] + [(p, "escape") for p in esc_phrases]
+    by_key = {"1": "yes", "2": "no", **{k: "escape" for k in esc_keys}}
+    res = await ask(ctx, node, [ctx.render(p, heard=heard) for p in sp.confirm],
+                    keys=KeyRules(menu_keys=frozenset(by_key)), phrases=[p for p, _ in choices])
+    if res.via == "dtmf":
+        answer = by_key.get(res.value, "no")
+    elif res.via == "speech":
+        answer = best_match(res.value, choices) or "no"
+    else:
+        answer = "no"
+    ctx.note("confirm", heard=heard, answer=answer, via=res.via)
+    return answer
 
 
 def record_input(ctx: CallContext, res: TurnResult, result: str) -> None:

@@ -8,7 +8,7 @@ from ...flows.model import Gather
 from ..context import CallContext, Go
 from ..matching import best_match
 from ..turn import KeyRules
-from .common import ask, escape, failed, record_input, setting, succeeded
+from .common import ask, confirm, escape, failed, record_input, setting, succeeded
 
 
 async def run_gather(ctx: CallContext, node: Gather) -> Go:
@@ -33,6 +33,13 @@ async def run_gather(ctx: CallContext, node: Gather) -> Go:
         if res.via == "speech":
             threshold = setting(ctx, node, "confidence")
             confident = res.confidence is None or res.confidence >= threshold
+            if not confident and value:
+                # Unsure: ask rather than store a wrong answer.
+                answer = await confirm(ctx, node, value)
+                if answer == "escape":
+                    record_input(ctx, res, "escape")
+                    return escape(ctx, node)
+                confident = answer == "yes"
             if confident and best_match(value, [(p, True) for p in esc_phrases]) \
                     and not (node.speech and best_match(value, [(p, True) for p in speech_phrases])):
                 record_input(ctx, res, "escape")

@@ -6,7 +6,7 @@ from ...flows.model import Menu, Option
 from ..context import CallContext, Go
 from ..matching import best_match
 from ..turn import KeyRules
-from .common import ask, escape, failed, record_input, setting, succeeded
+from .common import ask, confirm, escape, failed, record_input, setting, succeeded
 
 ESCAPE = object()  # marks the escape among a menu's choices
 
@@ -23,13 +23,22 @@ async def run_menu(ctx: CallContext, node: Menu) -> Go:
     while True:
         prompts = node.prompt if first or not node.reprompt else node.reprompt
         first = False
-        res = await ask(ctx, node, prompts, keys=KeyRules(menu_keys=frozenset(by_key)) if dtmf else None,
-                        phrases=[p for p, _ in choices] if speech else None)
+        key_rules = KeyRules(menu_keys=frozenset(by_key))
+        res = await ask(ctx, node, prompts, keys=key_rules if dtmf else None,
+                        phrases=[p for p, _ in choices] if speech else None, fallback_keys=key_rules)
         picked = None
         if res.via == "dtmf":
             picked = by_key.get(res.value)
-        elif res.via == "speech" and (res.confidence is None or res.confidence >= threshold):
+        elif res.via == "speech":
             picked = best_match(res.value, choices)
+            if picked is not None and res.confidence is not None and res.confidence < threshold:
+                # Unsure: ask rather than guess, or send the caller somewhere wrong.
+                answer = await confirm(ctx, node, res.value)
+                if answer == "escape":
+                    record_input(ctx, res, "escape")
+                    return escape(ctx, node)
+                if answer != "yes":
+                    picked = None
         if picked is ESCAPE:
             record_input(ctx, res, "escape")
             return escape(ctx, node)

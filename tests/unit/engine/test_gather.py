@@ -152,10 +152,17 @@ def test_speech_gather_stores_the_phrase(sim, said, value):
     assert (inp.via, inp.value, inp.result) == ("speech", said, "valid")
 
 
-def test_speech_gather_rejects_other_words_and_low_confidence(sim):
-    script = [(1, "purple"), (3, ("say", "red", 0.1)), (3, "red")]
+def test_speech_gather_rejects_other_words_and_confirms_low_confidence(sim):
+    script = [(1, "purple"), (3, ("say", "red", 0.1)), (3, "no"), (3, "red")]
     j, _, _ = sim.run(sim.flow(COLOUR, after_failures=3), script)
     assert [i.result for i in j.inputs] == ["no-match", "no-match", "valid"]
+    assert [n["answer"] for n in j.notes if n["what"] == "confirm"] == ["no"]
+    assert j.variables["colour"] == "red"
+
+
+def test_speech_gather_low_confidence_confirmed_by_key(sim):
+    j, _, _ = sim.run(sim.flow(COLOUR), [(1, ("say", "red", 0.2)), (2, "1")])
+    assert [i.result for i in j.inputs] == ["valid"]
     assert j.variables["colour"] == "red"
 
 

@@ -249,17 +249,39 @@ def test_retry_then_is_used_when_max_is_below_after_failures(sim):
 
 
 @pytest.mark.parametrize("confidence", [0.2, 0.49])
-def test_low_confidence_speech_is_a_no_match(sim, menu, confidence):
-    j, _, _ = sim.run(menu, [(1, ("say", "sales", confidence)), (3, "1")])
+def test_low_confidence_speech_is_confirmed_and_a_no_is_a_no_match(sim, menu, confidence):
+    j, _, _ = sim.run(menu, [(1, ("say", "sales", confidence)), (2, "no"), (3, "1")])
     first = j.inputs[0]
     assert (first.via, first.value, first.result, first.confidence) == ("speech", "sales", "no-match", confidence)
+    assert "Did you say sales? Say yes or press 1. Otherwise say no or press 2." in texts(j)
+    assert [n["answer"] for n in j.notes if n["what"] == "confirm"] == ["no"]
     assert "No match one." in texts(j)
     assert j.path == ["start", "sales"]  # chosen later by key
 
 
+@pytest.mark.parametrize("answer", ["yes", "1", "yeah"])
+def test_low_confidence_speech_confirmed_takes_the_option(sim, menu, answer):
+    j, _, _ = sim.run(menu, [(1, ("say", "sales", 0.3)), (2, answer)])
+    assert [i.result for i in j.inputs] == ["option"]
+    assert j.path == ["start", "sales"]
+
+
+@pytest.mark.parametrize("answer", ["0", "agent"])
+def test_the_escape_works_inside_a_confirmation(sim, menu, answer):
+    j, _, _ = sim.run(menu, [(1, ("say", "sales", 0.3)), (2, answer)])
+    assert [i.result for i in j.inputs] == ["escape"]
+    assert j.path[-1] == menu.escape.to
+
+
+def test_silence_at_a_confirmation_is_a_no(sim, menu):
+    j, _, _ = sim.run(menu, [(1, ("say", "sales", 0.3))])
+    assert [n["answer"] for n in j.notes if n["what"] == "confirm"][:1] == ["no"]
+    assert j.inputs[0].result == "no-match"
+
+
 def test_node_confidence_overrides_the_default(sim):
     flow = sim.flow(MENU.replace('  reprompt:', '  confidence: 0.9\n  reprompt:'))
-    j, _, _ = sim.run(flow, [(1, ("say", "sales", 0.8)), (3, ("say", "sales", 0.95))])
+    j, _, _ = sim.run(flow, [(1, ("say", "sales", 0.8)), (2, "no"), (3, ("say", "sales", 0.95))])
     assert [i.result for i in j.inputs] == ["no-match", "option"]
 
 

@@ -39,7 +39,8 @@ class FakeRecognizer:
         self.sessions: list[FakeSession] = []
         self.asked: list[list[str] | None] = []
 
-    def open(self, phrases, sample_rate=8000):
+    def open(self, phrases, sample_rate=8000, *, endpointing=None):
+        self.endpointing = endpointing
         self.asked.append(phrases)
         if not self.available:
             return None
@@ -127,3 +128,54 @@ def test_keys_only_turns_open_no_session(sim):
     rec = FakeRecognizer()
     sim.run(flow, [(1, "1")], services=sim.services(recognizer=rec))
     assert rec.asked == []
+
+
+def test_the_caller_is_told_to_use_the_keypad_when_no_recogniser_is_free(sim, menu):
+    rec = FakeRecognizer(available=False)
+    j, _, _ = sim.run(menu, [(1, "2")], services=sim.services(recognizer=rec))
+    assert texts(j)[0] == "Please use your telephone keypad."
+
+
+def test_a_speech_only_menu_takes_keys_when_no_recogniser_is_free(sim):
+    flow = sim.flow(MENU.replace("  options:", "  input: speech\n  options:"))
+    rec = FakeRecognizer(available=False)
+    j, _, _ = sim.run(flow, [(1, "1")], services=sim.services(recognizer=rec))
+    assert texts(j)[0] == "Please use your telephone keypad."
+    assert j.path == ["start", "sales"]
+
+
+def test_a_speech_only_menu_takes_no_keys_while_a_recogniser_listens(sim):
+    flow = sim.flow(MENU.replace("  options:", "  input: speech\n  options:"))
+    rec = FakeRecognizer()
+    j, _, _ = sim.run(flow, [(1, "1"), (PROMPT_S, rec.hears(SpeechResult("sales", 0.9)))],
+                      services=sim.services(recognizer=rec))
+    assert [(i.via, i.result) for i in j.inputs] == [("speech", "option")]
+
+
+def test_silence_times_out_after_the_speech_no_speech_timeout(sim):
+    flow = sim.flow(MENU, extra="speech: {no_speech_timeout: 2s}\n")
+    rec = FakeRecognizer()
+    j, _, _ = sim.run(flow, [], services=sim.services(recognizer=rec))
+    first = j.inputs[0]
+    assert first.result == "no-input"
+    assert first.t == pytest.approx(PROMPT_S + 2, abs=1e-3)
+    assert rec.endpointing.no_speech_timeout == 2.0
+
+
+def test_a_node_timeout_wins_over_the_speech_timeout(sim):
+    flow = sim.flow(MENU.replace("  options:", "  timeout: 7s\n  options:"))
+    rec = FakeRecognizer()
+    j, _, _ = sim.run(flow, [], services=sim.services(recognizer=rec))
+    assert j.inputs[0].t == pytest.approx(PROMPT_S + 7, abs=1e-3)
+
+
+def test_without_a_recogniser_the_key_timeout_applies(sim, menu):
+    j, _, _ = sim.run(menu, [])
+    assert j.inputs[0].t == pytest.approx(PROMPT_S + 5, abs=1e-3)
+
+
+def test_end_pointing_settings_reach_the_recogniser(sim):
+    flow = sim.flow(MENU, extra="speech: {end_silence: 800ms, max_utterance: 20s}\n")
+    rec = FakeRecognizer()
+    sim.run(flow, [(1, "1")], services=sim.services(recognizer=rec))
+    assert (rec.endpointing.end_silence, rec.endpointing.max_utterance) == (0.8, 20.0)
