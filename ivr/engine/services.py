@@ -104,7 +104,8 @@ class Router(Protocol):
 
 
 class RecognizerSession(Protocol):
-    """One listening turn: push the caller's frames, read events."""
+    """One listening turn: push the caller's 20 ms frames, read events
+    (SpeechStarted as soon as the caller talks, then one SpeechResult or NoSpeech)."""
 
     def push(self, frame: bytes) -> None:
         ...
@@ -117,10 +118,12 @@ class RecognizerSession(Protocol):
 
 
 class Recognizer(Protocol):
-    """Speech recognition for a turn, restricted to `phrases` when given."""
+    """Speech recognition for turns (ivr/speech): one per process, shared by all calls."""
 
     name: str
 
-    def open(self, phrases: list[str] | None, sample_rate: int = 8000) -> RecognizerSession | None:
-        """A session, or None when no recogniser is free (the caller then uses keys)."""
+    def open(self, phrases: list[str] | None, sample_rate: int = 8000, *,
+             endpointing: Any = None) -> RecognizerSession | None:
+        """A session restricted to `phrases` (None: free speech), end-pointed by
+        `endpointing`; None when no recogniser is free (the caller then uses keys)."""
         ...

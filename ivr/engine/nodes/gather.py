@@ -25,7 +25,7 @@ async def run_gather(ctx: CallContext, node: Gather) -> Go:
         res = await ask(
             ctx, node, prompts,
             keys=KeyRules(min_digits=d_min, max_digits=d_max, terminator=term) if digits or keys else None,
-            phrases=(speech_phrases + esc_phrases) if node.speech else (list(esc_phrases) or None))
+            phrases=_listen_for(node, speech_phrases, esc_phrases))
         value = res.value.strip()
         if res.via == "dtmf" and value in keys and not _valid_digits(value, d_min, d_max, pattern, digits):
             record_input(ctx, res, "escape")
@@ -56,6 +56,16 @@ async def run_gather(ctx: CallContext, node: Gather) -> Go:
         out = await failed(ctx, node, kind)
         if out is not None:
             return out
+
+
+def _listen_for(node: Gather, speech_phrases: list[str], esc_phrases: list[str]) -> list[str] | None:
+    """What the recogniser listens for: [] is free speech (which hears the escape
+    phrases too), None is no speech at all."""
+    if node.speech and node.speech.free:
+        return []
+    if node.speech:
+        return speech_phrases + list(esc_phrases)
+    return list(esc_phrases) or None
 
 
 def _valid_digits(value, d_min, d_max, pattern, digits) -> bool:

@@ -179,3 +179,43 @@ def test_end_pointing_settings_reach_the_recogniser(sim):
     rec = FakeRecognizer()
     sim.run(flow, [(1, "1")], services=sim.services(recognizer=rec))
     assert (rec.endpointing.end_silence, rec.endpointing.max_utterance) == (0.8, 20.0)
+
+
+def test_a_free_speech_gather_opens_free_recognition(sim):
+    flow = sim.flow("""
+    start:
+      kind: gather
+      prompt: "Tell me briefly what it is about."
+      into: topic
+      speech: {free: true}
+      next: done
+    done: {kind: hangup}
+    """)
+    rec = FakeRecognizer()
+    j, _, _ = sim.run(flow, [(1, rec.hears(SpeechResult("my meter is broken", 0.9)))],
+                      services=sim.services(recognizer=rec))
+    assert rec.asked == [None]
+    assert j.variables["topic"] == "my meter is broken"
+
+
+def test_a_speech_gather_listens_for_its_phrases_and_the_escape(sim):
+    flow = sim.flow("""
+    start:
+      kind: gather
+      prompt: "Red or blue?"
+      into: colour
+      speech: {phrases: [red, blue]}
+      next: done
+    done: {kind: hangup}
+    """)
+    rec = FakeRecognizer()
+    sim.run(flow, [(1, rec.hears(SpeechResult("blue", 0.9)))], services=sim.services(recognizer=rec))
+    assert rec.asked == [["red", "blue", "agent", "operator"]]
+
+
+def test_the_confirmation_listens_for_yes_no_and_the_escape(sim, menu):
+    rec = FakeRecognizer()
+    script = [(1, rec.hears(SpeechResult("sales", 0.2))), (2, rec.hears(SpeechResult("yes", 0.9)))]
+    j, _, _ = sim.run(menu, script, services=sim.services(recognizer=rec))
+    assert rec.asked[1] == ["yes", "yeah", "correct", "right", "no", "nope", "wrong", "agent", "operator"]
+    assert j.path == ["start", "sales"]
