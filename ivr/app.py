@@ -296,11 +296,12 @@ async def serve(settings: Settings) -> int:
         print(f"{settings.flows}: not starting ({len(problems)} problem(s))", flush=True)
         return 1
     await app.start()
-    print(app.banner(), flush=True)
     loop = asyncio.get_running_loop()
+    # Handlers before the banner: whoever waits for the banner may signal at once.
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(app.drain()))
     loop.add_signal_handler(signal.SIGINT, app.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, app.flows.load)
+    print(app.banner(), flush=True)
     try:
         await app.stopping.wait()
     finally:

