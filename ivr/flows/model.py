@@ -35,7 +35,10 @@ from .fields import (
 from .hours import Hours
 from .yamlsrc import Pos, Scalar
 
-DEFAULT_ESCAPE_PHRASES = ["agent", "representative", "operator", "human", "person"]
+# Whole requests as well as single words: a grammar recogniser matches the whole
+# utterance, so "talk to an agent" is heard best when it is a phrase of its own.
+DEFAULT_ESCAPE_PHRASES = ["agent", "representative", "operator", "human", "person", "talk to an agent",
+                          "speak to an agent", "talk to someone", "speak to someone"]
 
 
 class Condition(FieldType):

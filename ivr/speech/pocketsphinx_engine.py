@@ -9,14 +9,24 @@ A pocketsphinx decoder holds its own copy of the acoustic model and must not be
 used by two threads at once, so each worker thread of the engine's pool owns
 one decoder (plus one for free speech), loaded on first use and reused for
 every later utterance. Decoding is batch: the utterance is decoded once, when
-it has ended (about a tenth of its length in CPU time with a grammar).
+it has ended (a few hundredths of its length in CPU time with a grammar).
+
+A grammar forces any sound onto its nearest phrase, so the result is judged by
+how well the best path fits the audio (`fit_confidence`): mumbling, noise and
+most off-menu sentences fit badly and are rejected as no-match below
+`reject_below`; between that and the menu's threshold the caller is asked
+"did you say ...?". The English model is wideband (16 kHz) and phone audio
+stops at 4 kHz, so words whose sound lives in sibilants ("sales", "person")
+are its weak spot; list synonyms, or use vosk with a telephone model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +34,14 @@ from ..audio.resample import resample
 from .base import Endpointing, Engine, Hypothesis, normalise
 
 DECODER_RATE = 16000
+# The confidence is a logistic of how far the best grammar path's score (per
+# frame of words, and per frame of the utterance with its silences) is above
+# these levels; tuned on espeak phrases, off-menu sentences and noise sent
+# through G.711 and this engine's end-pointing (bench/speech_engines.py).
+SCORE_PER_SPEECH_FRAME = -92.0
+SCORE_SPEECH_SCALE = 15.0
+SCORE_PER_FRAME = -42.0
+SCORE_FRAME_SCALE = 6.0
 
 _dictionary: frozenset[str] | None = None
 _dictionary_lock = threading.Lock()
@@ -94,8 +112,18 @@ def _free_decoder():
     return _worker.free
 
 
-def decode(jsgf: str | None, pcm16k: bytes, noise_floor: float = 10.0, seed: int = 0) -> tuple[str, float]:
-    """Decode one utterance on this thread's decoder: (hypothesis, posterior)."""
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded utterance: the words and how well the best path fits the audio."""
+
+    text: str
+    finished: bool  # the search reached the end of a phrase (not stuck half-way)
+    score_per_speech_frame: float  # path score, log base 1.0001, per frame of words
+    score_per_frame: float  # the same per frame of the whole utterance
+
+
+def decode(jsgf: str | None, pcm16k: bytes, noise_floor: float = 10.0, seed: int = 0) -> Decoded:
+    """Decode one utterance on this thread's decoder."""
     if jsgf is None:
         dec = _free_decoder()
     else:
@@ -114,9 +142,26 @@ def decode(jsgf: str | None, pcm16k: bytes, noise_floor: float = 10.0, seed: int
     dec.process_raw(audio, False, True)
     dec.end_utt()
     hyp = dec.hyp()
-    if hyp is None:
-        return "", 0.0
-    return hyp.hypstr.strip(), float(dec.get_prob())
+    if hyp is None or not hyp.hypstr.strip():
+        return Decoded("", False, -1e9, -1e9)
+    segs = list(dec.seg() or [])
+    words = [g for g in segs if g.word not in ("<s>", "</s>", "<sil>") and not g.word.startswith(("[", "+"))]
+    finished = bool(segs) and (segs[-1].word == "</s>" or jsgf is None)
+    # pocketsphinx scores each frame against that frame's best-scoring sound, so
+    # the path score already reads like a ratio against an unconstrained model:
+    # near zero when the words fit the audio, far below when forced onto it.
+    score = dec.get_logmath().log(hyp.score) if hyp.score > 0 else -1e9
+    n_words = (words[-1].end_frame - words[0].start_frame + 1) if words else 1
+    return Decoded(hyp.hypstr.strip(), finished, score / max(n_words, 1), score / max(dec.n_frames(), 1))
+
+
+def fit_confidence(d: Decoded) -> float:
+    """A 0..1 confidence from how well the grammar's best path fits (see SCORE_*)."""
+    if not d.text or not d.finished:
+        return 0.0
+    z = min((d.score_per_speech_frame - SCORE_PER_SPEECH_FRAME) / SCORE_SPEECH_SCALE,
+            (d.score_per_frame - SCORE_PER_FRAME) / SCORE_FRAME_SCALE)
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 class _Utterance:
@@ -136,13 +181,18 @@ class _Utterance:
 
     def result(self) -> Hypothesis:
         pcm16k = resample(b"".join(self.pcm), self.rate, DECODER_RATE)
-        text, prob = decode(self.jsgf, pcm16k, self.engine.noise_floor, self.seed)
-        if not text:
+        d = decode(self.jsgf, pcm16k, self.engine.noise_floor, self.seed)
+        self.engine.last = d
+        if not d.text:
             return Hypothesis("")
-        # With a grammar the posterior sits near 0.5 even for clean hits, so it is
-        # not a usable confidence; an in-grammar result reports 1.0 unless asked.
-        conf = min(1.0, max(0.0, prob)) if self.engine.use_posterior else 1.0
-        return Hypothesis(text, conf)
+        if self.jsgf is None:
+            return Hypothesis(d.text, 1.0)
+        conf = fit_confidence(d)
+        # Below the floor it is noise or words the grammar does not hold: a no-match,
+        # not a "did you say ...?" about something the caller never said.
+        if conf < self.engine.reject_below:
+            return Hypothesis("")
+        return Hypothesis(d.text, conf)
 
     def release(self) -> None:
         self.pcm = []
@@ -155,10 +205,11 @@ class PocketsphinxEngine(Engine):
 
     def __init__(self, *, max_sessions: int = 64, workers: int | None = None,
                  endpointing: Endpointing | None = None, noise_floor: float = 10.0,
-                 use_posterior: bool = False) -> None:
+                 reject_below: float = 0.2) -> None:
         super().__init__(max_sessions=max_sessions, workers=workers, endpointing=endpointing)
         self.noise_floor = noise_floor
-        self.use_posterior = use_posterior
+        self.reject_below = reject_below
+        self.last: Decoded | None = None  # the latest decode, for tuning and tests
         self._seed = 0
 
     def known_words(self, words: set[str]) -> set[str]:
