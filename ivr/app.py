@@ -184,6 +184,10 @@ class App:
                 "calls refused with 503 over the capacity", kind="counter")
         m.gauge("ivr_calls_overflow_total", lambda: self.sip.admission.overflowed if self.sip else 0,
                 "calls sent to the flow's overflow path over the soft capacity", kind="counter")
+        m.gauge("ivr_speech_sessions", lambda: self.recognizer.busy if self.recognizer else 0,
+                "listening turns holding a recogniser now")
+        m.gauge("ivr_speech_refused_total", lambda: self.recognizer.refused if self.recognizer else 0,
+                "turns that fell back to keys because every recogniser was busy", kind="counter")
         m.gauge("ivr_flow_version", lambda: self.flows.version, "flows reloads applied")
         m.gauge("ivr_flow_reload_failures_total", lambda: self.flows.failures,
                 "edits of the flows refused because they did not validate", kind="counter")
