@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -67,9 +68,10 @@ class Hypothesis:
 
 
 class Utterance(Protocol):
-    """One utterance on an engine's decoder. Its methods block; they run on the executor."""
+    """One utterance on an engine's decoder. Its methods block; they run on the executor.
 
-    streaming: bool  # feed() decodes as it goes (else it may only collect)
+    A streaming engine's feed() decodes as it goes; a batch engine's gets the
+    whole utterance at once, just before result()."""
 
     def feed(self, pcm: bytes) -> None:
         ...
@@ -93,13 +95,18 @@ class Engine:
     Subclasses set `name` and implement `known_words` and `_utterance`."""
 
     name = "speech"
+    streaming = False  # True: audio is decoded chunk by chunk while the caller talks
 
     def __init__(self, *, max_sessions: int = 64, workers: int | None = None,
                  endpointing: Endpointing | None = None) -> None:
         self.max_sessions = max_sessions
         self.workers = workers or max(1, os.cpu_count() or 1)
         self.endpointing = endpointing or Endpointing()
+        # Streaming work (a chunk every 200 ms from every talker) and the work at
+        # the end of an utterance (the answer a caller is waiting for) have
+        # separate pools, so an answer never queues behind other callers' chunks.
         self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+        self.finisher = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name + "-end")
         self.busy = 0  # sessions holding a slot
         self.refused = 0  # sessions refused because every slot was taken
         self._warned: set[str] = set()
@@ -155,6 +162,7 @@ class Engine:
     def shutdown(self) -> None:
         """Stop the worker threads (at process exit)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.finisher.shutdown(wait=False, cancel_futures=True)
 
 
 class Session:
@@ -175,7 +183,7 @@ class Session:
         self._chunk: list[bytes] = []
         self._frames = 0
         self._max_frames = int(ep.max_utterance * 1000 / FRAME_MS)
-        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._audio: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()  # (pcm, last)
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._lock = threading.Lock()
@@ -217,75 +225,85 @@ class Session:
     def _emit(self, frames: list[bytes]) -> None:
         self._chunk.extend(frames)
         if len(self._chunk) >= CHUNK_FRAMES:
-            self._audio.put_nowait(b"".join(self._chunk))
+            self._audio.put_nowait((b"".join(self._chunk), False))
             self._chunk = []
 
     def _end(self) -> None:
         self._done = True
-        if self._chunk:
-            self._audio.put_nowait(b"".join(self._chunk))
-            self._chunk = []
-        self._audio.put_nowait(None)
+        self._audio.put_nowait((b"".join(self._chunk), True))
+        self._chunk = []
         self.speech_ended_at = asyncio.get_running_loop().time()
 
-    def _run(self, fn, *args):
-        # One utterance's calls never overlap, even when a cancelled turn leaves
-        # a feed() running on one worker while release() starts on another.
+    def _step(self, utt: Utterance | None, pcm: bytes, last: bool) -> tuple[Utterance, Hypothesis | None]:
+        """On a worker: make the decoder if needed, feed it, and answer after the last audio.
+
+        One job per chunk, and one at the end (the last audio and the answer
+        together), so the caller's answer costs a single trip through a pool.
+        Calls for one utterance never overlap, even when a cancelled turn
+        leaves a job running while release() starts on another worker."""
         with self._lock:
-            return fn(*args)
+            if utt is None:
+                utt = self.engine._utterance(self._grammar, self.rate)
+            if pcm:
+                utt.feed(pcm)
+            return utt, (utt.result() if last else None)
 
     async def _decode(self) -> None:
         loop = asyncio.get_running_loop()
-        ex = self.engine.executor
+        engine = self.engine
         utt: Utterance | None = None
-        run = self._run
-        making = loop.run_in_executor(ex, run, self.engine._utterance, self._grammar, self.rate)
+        pending: list[bytes] = []
         try:
-            utt = await asyncio.shield(making)
-        except asyncio.CancelledError:
-            # Cancelled while the decoder was being made: release it once it exists.
-            making.add_done_callback(lambda f: None if f.cancelled() or f.exception()
-                                     else self._release_later(f.result()))
-            raise
-        except Exception:
-            log.exception("%s: no decoder", self.engine.name)
-            self._events.put_nowait(NoSpeech("error"))
-            self._events.put_nowait(None)
-            return
-        try:
-            pending: list[bytes] = []
-            while (pcm := await self._audio.get()) is not None:
+            while True:
+                pcm, last = await self._audio.get()
                 self.audio_seconds += len(pcm) / 2 / self.rate
-                if utt.streaming:
-                    t0 = loop.time()
-                    await loop.run_in_executor(ex, run, utt.feed, pcm)
-                    self.decode_seconds += loop.time() - t0
-                    self.fed_seconds += len(pcm) / 2 / self.rate
-                else:
+                if not engine.streaming:
+                    # A batch engine decodes once, at the end: collect on the loop until then.
                     pending.append(pcm)
-            t0 = loop.time()
-            if pending:
-                utt.feed(b"".join(pending))  # a batch engine only collects here
-            hyp = await loop.run_in_executor(ex, run, utt.result)
-            self.decode_seconds += loop.time() - t0
+                    if not last:
+                        continue
+                    pcm = b"".join(pending)
+                t0 = loop.time()
+                pool = engine.finisher if last else engine.executor
+                job = loop.run_in_executor(pool, self._step, utt, pcm, last)
+                try:
+                    utt, hyp = await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    # The job runs on; whatever decoder it ends up holding is released after it.
+                    job.add_done_callback(functools.partial(self._release_after, utt))
+                    utt = None
+                    raise
+                self.decode_seconds += loop.time() - t0
+                if last:
+                    break
+                self.fed_seconds += len(pcm) / 2 / self.rate
         except asyncio.CancelledError:
             if utt is not None:
-                # The executor may still be inside feed(); release after it returns.
                 self._release_later(utt)
             raise
         except Exception:
-            log.exception("%s: decoding failed", self.engine.name)
-            self._events.put_nowait(NoSpeech("error"))
-            self._events.put_nowait(None)
+            log.exception("%s: decoding failed", engine.name)
             if utt is not None:
                 self._release_later(utt)
+            self._events.put_nowait(NoSpeech("error"))
+            self._events.put_nowait(None)
             return
         self._release_later(utt)
         self._report(hyp)
 
+    def _release_after(self, before: Utterance | None, job: asyncio.Future) -> None:
+        if job.cancelled() or job.exception() is not None:
+            if before is not None:
+                self._release_later(before)
+        else:
+            self._release_later(job.result()[0])
+
     def _release_later(self, utt: Utterance) -> None:
+        def release():
+            with self._lock:
+                utt.release()
         with contextlib.suppress(RuntimeError):  # the pool is shut down at exit
-            self.engine.executor.submit(self._run, utt.release)
+            self.engine.executor.submit(release)
 
     def _report(self, hyp: Hypothesis) -> None:
         text = normalise(hyp.text)

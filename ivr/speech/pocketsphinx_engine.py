@@ -5,11 +5,12 @@ phrases is far more accurate than the free language model, 8 kHz input must be
 upsampled to 16 kHz, and exact digital silence makes results flip, so a faint
 noise floor is added before decoding.
 
-A pocketsphinx decoder holds its own copy of the acoustic model and must not be
-used by two threads at once, so each worker thread of the engine's pool owns
-one decoder (plus one for free speech), loaded on first use and reused for
-every later utterance. Decoding is batch: the utterance is decoded once, when
-it has ended (a few hundredths of its length in CPU time with a grammar).
+pocketsphinx's binding holds the GIL while it decodes, so decoding runs in a
+pool of worker processes (one per core by default, started at load time and
+shared by the whole server); each owns one decoder (plus one for free speech)
+and reuses it for every utterance. Decoding is batch: the utterance is decoded
+once, when it has ended (a few hundredths of its length in CPU time with a
+grammar); only PCM goes in and a few words come out.
 
 A grammar forces any sound onto its nearest phrase, so the result is judged by
 how well the best path fits the audio (`fit_confidence`): mumbling, noise and
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,8 +167,36 @@ def fit_confidence(d: Decoded) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
+def decode_pcm8k(jsgf: str | None, pcm: bytes, rate: int, noise_floor: float, seed: int) -> Decoded:
+    """Resample and decode one utterance here (in a decoding process, or a thread)."""
+    return decode(jsgf, resample(pcm, rate, DECODER_RATE), noise_floor, seed)
+
+
+def _warm() -> None:
+    """Initialise a decoding process: its decoder is ready before the first caller."""
+    _grammar_decoder()
+
+
+_processes: ProcessPoolExecutor | None = None
+_processes_lock = threading.Lock()
+
+
+def decoding_processes(workers: int) -> ProcessPoolExecutor:
+    """The process-wide pool of decoding processes, started on first use.
+
+    pocketsphinx holds the GIL while it decodes, which would stall the event loop
+    (and every call's audio) for the length of each decode; in processes it
+    stalls nothing, and uses every core."""
+    global _processes
+    with _processes_lock:
+        if _processes is None:
+            _processes = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_warm)
+        return _processes
+
+
 class _Utterance:
-    """Collects the utterance, then decodes it in one go on the worker's decoder."""
+    """Collects the utterance, then decodes it in one go on a decoding process."""
 
     streaming = False
 
@@ -180,8 +211,12 @@ class _Utterance:
         self.pcm.append(pcm)
 
     def result(self) -> Hypothesis:
-        pcm16k = resample(b"".join(self.pcm), self.rate, DECODER_RATE)
-        d = decode(self.jsgf, pcm16k, self.engine.noise_floor, self.seed)
+        args = (self.jsgf, b"".join(self.pcm), self.rate, self.engine.noise_floor, self.seed)
+        if self.engine.processes:
+            # This worker thread waits without the GIL while a process decodes.
+            d = decoding_processes(self.engine.workers).submit(decode_pcm8k, *args).result()
+        else:
+            d = decode_pcm8k(*args)
         self.engine.last = d
         if not d.text:
             return Hypothesis("")
@@ -205,8 +240,10 @@ class PocketsphinxEngine(Engine):
 
     def __init__(self, *, max_sessions: int = 64, workers: int | None = None,
                  endpointing: Endpointing | None = None, noise_floor: float = 10.0,
-                 reject_below: float = 0.2) -> None:
+                 reject_below: float = 0.2, processes: bool = True) -> None:
         super().__init__(max_sessions=max_sessions, workers=workers, endpointing=endpointing)
+        # Decode in worker processes (the default) or, for tools, on the worker threads.
+        self.processes = processes
         self.noise_floor = noise_floor
         self.reject_below = reject_below
         self.last: Decoded | None = None  # the latest decode, for tuning and tests
@@ -216,11 +253,12 @@ class PocketsphinxEngine(Engine):
         return words & _words_of_dictionary()
 
     def load(self) -> None:
-        """Read the dictionary and build one decoder per worker now."""
+        """Read the dictionary and start the decoding processes (each loads its decoder) now."""
         _words_of_dictionary()
-        futures = [self.executor.submit(_grammar_decoder) for _ in range(self.workers)]
-        for f in futures:
-            f.result()
+        if self.processes:
+            pool = decoding_processes(self.workers)
+            for f in [pool.submit(_warm) for _ in range(self.workers)]:
+                f.result()
 
     def _utterance(self, phrases: list[str] | None, sample_rate: int) -> _Utterance:
         self._seed += 1

@@ -151,6 +151,7 @@ class VoskEngine(Engine):
     """The engine's Recognizer backed by a shared vosk model."""
 
     name = "vosk"
+    streaming = True
 
     def __init__(self, model: str, *, max_sessions: int = 64, workers: int | None = None,
                  endpointing: Endpointing | None = None, fetch: bool = True) -> None:
