@@ -7,6 +7,8 @@ import socket
 import subprocess
 import time
 
+import numpy as np
+
 from .conftest import HERE, need
 from .sipclient import Call, Peer, Rtp, parse_rtp
 from .test_sipp import _errors, run_sipp
@@ -112,9 +114,11 @@ def test_audio_arrives_at_exactly_fifty_packets_a_second(serve):
         assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), "lost or reordered"
         assert all((b - a) & 0xFFFFFFFF == 160 for a, b in zip(stamps, stamps[1:], strict=False))
         assert {p[3] for p in packets} == {160} and {p[0] for p in packets} == {0}
-        rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-        assert 49.5 <= rate <= 50.5, rate
-        assert 148 <= len(packets) <= 152, len(packets)
+        # The slope of arrival time against packet number: one late packet at either
+        # end of the window (a busy machine) does not bend it as first-to-last would.
+        per_packet = float(np.polyfit(np.arange(len(arrivals)), np.array(arrivals), 1)[0])
+        assert 49.5 <= 1 / per_packet <= 50.5, 1 / per_packet
+        assert 147 <= len(packets) <= 153, len(packets)
         assert call.bye().status == 200
     finally:
         call.close()
