@@ -172,9 +172,23 @@ def decode_pcm8k(jsgf: str | None, pcm: bytes, rate: int, noise_floor: float, se
     return decode(jsgf, resample(pcm, rate, DECODER_RATE), noise_floor, seed)
 
 
-def _warm() -> None:
-    """Initialise a decoding process: its decoder is ready before the first caller."""
+def _init_process(parent: int) -> None:
+    """Initialise a decoding process: it dies with the server, and its decoder is
+    ready before the first caller."""
+    # A server killed outright (SIGKILL, OOM) cannot shut its pool down, and the
+    # workers would wait on their queue for ever. (prctl's parent-death signal
+    # follows the thread that started the worker, not the server, so it won't do.)
+    def watch() -> None:
+        tick = threading.Event()  # never set: a one-second wait in the decoding process
+        while os.getppid() == parent:
+            tick.wait(1.0)
+        os._exit(0)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     _grammar_decoder()
+
+
+def _warm() -> None:
+    """A no-op job: submitting one per worker starts them all."""
 
 
 _processes: ProcessPoolExecutor | None = None
@@ -191,7 +205,7 @@ def decoding_processes(workers: int) -> ProcessPoolExecutor:
     with _processes_lock:
         if _processes is None:
             _processes = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_warm)
+                                             initializer=_init_process, initargs=(os.getpid(),))
         return _processes
 
 

@@ -226,3 +226,34 @@ def test_soft_capacity_without_an_overflow_path_refuses(serve):
         first.close()
         second.close()
         peer.close()
+
+
+def _decoding_workers(pid: int) -> set[int]:
+    """Child processes of `pid` that are speech decoding workers."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            out.add(int(entry.name))
+    return out
+
+
+def test_speech_decoding_processes_die_with_a_killed_server(serve):
+    """A server killed outright (no drain, no shutdown) leaves no decoding process behind."""
+    server = serve(HERE / "flows" / "speech.yaml", "--speech-engine", "pocketsphinx")
+    workers = _decoding_workers(server.proc.pid)
+    assert workers, "pocketsphinx decodes in worker processes started at load time"
+    server.proc.kill()
+    server.proc.wait(10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    left = [p for p in workers if Path(f"/proc/{p}").exists()]
+    assert not left, f"decoding processes {left} outlived their server"
