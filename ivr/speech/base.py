@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..engine.call import Event, NoSpeech, SpeechResult, SpeechStarted
+from ..engine.matching import best_match
 from .vad import EnergyVad, VadEvent
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,9 @@ class Session:
     def _report(self, hyp: Hypothesis) -> None:
         text = normalise(hyp.text)
         if self._spelling is not None:
-            text = self._spelling.get(text, "")
+            # A grammar of words (vosk) can return several of them ("no billing"):
+            # the phrase heard within, as the menu itself would match it.
+            text = self._spelling.get(text) or best_match(text, list(self._spelling.items())) or ""
             alts = tuple((self._spelling[normalise(t)], c) for t, c in hyp.alternatives
                          if normalise(t) in self._spelling)
         else:
