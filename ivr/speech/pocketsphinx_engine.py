@@ -23,10 +23,14 @@ are its weak spot; list synonyms, or use vosk with a telephone model.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import math
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from ..audio.resample import resample
 from .base import Endpointing, Engine, Hypothesis, normalise
 
 DECODER_RATE = 16000
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 # The confidence is a logistic of how far the best grammar path's score (per
 # frame of words, and per frame of the utterance with its silences) is above
 # these levels; tuned on espeak phrases, off-menu sentences and noise sent
@@ -176,36 +181,40 @@ def _init_process(parent: int) -> None:
     """Initialise a decoding process: it dies with the server, and its decoder is
     ready before the first caller."""
     # A server killed outright (SIGKILL, OOM) cannot shut its pool down, and the
-    # workers would wait on their queue for ever. (prctl's parent-death signal
-    # follows the thread that started the worker, not the server, so it won't do.)
-    def watch() -> None:
-        tick = threading.Event()  # never set: a one-second wait in the decoding process
-        while os.getppid() == parent:
-            tick.wait(1.0)
+    # workers would wait on their queue for ever: the kernel ends them instead.
+    with contextlib.suppress(Exception):  # not Linux: left to the pool's own shutdown
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before prctl took effect
         os._exit(0)
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     _grammar_decoder()
 
 
-def _warm() -> None:
-    """A no-op job: submitting one per worker starts them all."""
+def _ready() -> None:
+    """A no-op job, to wait until a worker has started."""
 
 
 _processes: ProcessPoolExecutor | None = None
+_started: list = []
 _processes_lock = threading.Lock()
 
 
 def decoding_processes(workers: int) -> ProcessPoolExecutor:
-    """The process-wide pool of decoding processes, started on first use.
+    """The process-wide pool of decoding processes, all started by the first call.
 
     pocketsphinx holds the GIL while it decodes, which would stall the event loop
     (and every call's audio) for the length of each decode; in processes it
-    stalls nothing, and uses every core."""
+    stalls nothing, and uses every core. The parent-death signal follows the
+    thread that started a worker, so every worker is started here, by the
+    thread that makes the engine (the server's main thread), never by a
+    short-lived worker thread."""
     global _processes
     with _processes_lock:
         if _processes is None:
             _processes = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init_process, initargs=(os.getpid(),))
+            # One job per worker while none is idle starts each of them, in this thread.
+            _started.extend(_processes.submit(_ready) for _ in range(workers))
         return _processes
 
 
@@ -262,6 +271,8 @@ class PocketsphinxEngine(Engine):
         self.reject_below = reject_below
         self.last: Decoded | None = None  # the latest decode, for tuning and tests
         self._seed = 0
+        if processes:
+            decoding_processes(self.workers)
 
     def known_words(self, words: set[str]) -> set[str]:
         return words & _words_of_dictionary()
@@ -270,9 +281,8 @@ class PocketsphinxEngine(Engine):
         """Read the dictionary and start the decoding processes (each loads its decoder) now."""
         _words_of_dictionary()
         if self.processes:
-            pool = decoding_processes(self.workers)
-            for f in [pool.submit(_warm) for _ in range(self.workers)]:
-                f.result()
+            for started in _started:
+                started.result()
 
     def _utterance(self, phrases: list[str] | None, sample_rate: int) -> _Utterance:
         self._seed += 1
