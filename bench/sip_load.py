@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -44,6 +43,7 @@ from sipbench import (  # noqa: E402 - the sibling module, found through the pat
     cpu_seconds,
     free_port,
     kamailio_config,
+    machine,
     percentile,
     rss_kib,
     run_probes,
@@ -55,18 +55,6 @@ BENCH = ROOT / "bench"
 FLOW = BENCH / "flows" / "menu_hold.yaml"
 SCENARIO = BENCH / "scenarios" / "uac_hold_key_bye.xml"
 DIGIT = "2"
-
-
-def machine() -> dict:
-    """nproc, CPU model and load average, as the figures' context."""
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"nproc": os.cpu_count(), "cpu": model, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-            "python": platform.python_version()}
 
 
 def http(port: int, path: str) -> str:

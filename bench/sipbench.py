@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import platform
 import re
 import secrets
 import signal
@@ -26,6 +27,18 @@ from pathlib import Path
 
 LOCAL = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> dict:
+    """nproc, CPU model and load average, as the figures' context."""
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+            "python": platform.python_version()}
 
 
 def free_port() -> int:

@@ -45,7 +45,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -57,6 +56,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sipbench import machine  # noqa: E402 - the sibling module, found through the path above
 
 from ivr.audio.g711 import ulaw_decode, ulaw_encode  # noqa: E402
 from ivr.audio.tts import wav_to_pcm8k  # noqa: E402
@@ -435,17 +437,6 @@ class Level:
 
 
 # ---- the run ----------------------------------------------------------------------------------
-
-def machine() -> dict:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"nproc": os.cpu_count(), "cpu": model, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
-            "python": platform.python_version()}
-
 
 async def bench_engine(name: str, args, say) -> dict:
     voice, phrases = PHRASES[name]

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from typing import Protocol
 
 from ..engine.call import Event, NoSpeech, SpeechResult, SpeechStarted
 from ..engine.matching import best_match
+from ..flows.fields import normalise_phrase
 from .vad import EnergyVad, VadEvent
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,8 @@ class Utterance(Protocol):
         ...
 
 
-def normalise(phrase: str) -> str:
-    """A phrase as grammars spell it: lower-case words, no punctuation."""
-    return " ".join(re.findall(r"[^\W_]+(?:'[^\W_]+)?", phrase.lower()))
+# Phrases are spelled for grammars exactly as the flow compares them.
+normalise = normalise_phrase
 
 
 class Engine:
@@ -111,6 +110,7 @@ class Engine:
         self.busy = 0  # sessions holding a slot
         self.refused = 0  # sessions refused because every slot was taken
         self._warned: set[str] = set()
+        self._usable: dict[tuple[str, ...], list[str]] = {}
 
     # -- for subclasses ------------------------------------------------------
 
@@ -128,7 +128,19 @@ class Engine:
     # -- the Recognizer interface ---------------------------------------------
 
     def usable(self, phrases: list[str]) -> list[str]:
-        """The phrases whose every word the engine knows; the rest are logged once."""
+        """The phrases whose every word the engine knows; the rest are logged once.
+
+        Worked out once per list: a menu opens a session with the same phrases
+        for every caller."""
+        key = tuple(phrases)
+        got = self._usable.get(key)
+        if got is None:
+            if len(self._usable) >= 4096:  # flows reloaded many times: start afresh
+                self._usable.clear()
+            got = self._usable[key] = self._check_words(phrases)
+        return list(got)
+
+    def _check_words(self, phrases: list[str]) -> list[str]:
         words = {w for p in phrases for w in normalise(p).split()}
         known = self.known_words(words)
         out, dropped = [], []
