@@ -66,8 +66,13 @@ class PromptAudio:
     audio: str | None = None  # absolute path, already checked to be under media/
     id: str | None = None
     language: str = "en-US"
+    # Audio made during the call (a caller's own message, played back for review):
+    # PCM16 mono 8 kHz, played as it is and never cached.
+    pcm: bytes | None = field(default=None, repr=False)
 
     def describe(self) -> str:
+        if self.pcm is not None:
+            return self.id or f"recorded audio ({len(self.pcm) / 16000:.1f}s)"
         return self.text or self.id or (self.audio or "").rsplit("/", 1)[-1]
 
 

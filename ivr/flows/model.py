@@ -176,6 +176,27 @@ class Speech(Located):
 
 
 @dataclass
+class MusicClass(Located):
+    """A music-on-hold class: every audio file in media/moh/<class>/, in name order, as one loop."""
+
+    mode: str = spec(Choice("resume", "stream"), "resume: each caller continues where they left off; "
+                     "stream: one running stream callers join where it is", default="resume")
+
+
+@dataclass
+class Mailbox(Located):
+    """A voicemail box and its limits: voicemail is offered only while the box has room."""
+
+    max_messages: int = spec(Integer(1, 100000), "messages the box holds", default=20)
+    max_total: float = spec(Duration(10, 30 * 24 * 3600), "total length of all its messages", default=3600.0)
+    max_message: float = spec(Duration(1, 3600), "longest single message (a node's max_length is cut to it)",
+                              default=180.0)
+    min_message: float = spec(Duration(0, 60), "shorter messages are not kept", default=1.0)
+    notify: str | None = spec(Text(r"https?://\S+", "an http(s) URL"),
+                              "a URL that is sent a JSON POST when the box reaches 80 % and when it is full")
+
+
+@dataclass
 class Edge:
     """A way from one node to another, for checks and pictures."""
 
@@ -418,8 +439,8 @@ class Hold(Node):
 
     KIND: ClassVar[str] = "hold"
     music: str = spec(Text(NAME_RE, "a music class"), "music class: a folder under media/moh/", default="default")
-    mode: str = spec(Choice("resume", "stream"), "resume: continue where this caller left off; stream: join the running stream",
-                     default="resume")
+    mode: str | None = spec(Choice("resume", "stream"), "resume: continue where this caller left off; "
+                            "stream: join the running stream (default: the class's mode under music:, else resume)")
     max_wait: float = spec(Duration(1, 4 * 3600), "how long to hold before `next`", default=60.0)
     announcements: list = spec(ListOf(Struct(Announcement)), "messages during the hold", factory=list)
     options: list = spec(ListOf(Struct(HoldOption)), "keys accepted during the hold", factory=list)
@@ -440,7 +461,11 @@ class Voicemail(Node):
                             required=True)
     greeting: list = spec(PROMPTS, "said before the beep",
                           factory=lambda: [_prompt("Please leave a message after the tone. Press hash when you are done.")])
-    max_length: float = spec(Duration(1, 3600), "longest message", default=120.0)
+    max_length: float = spec(Duration(1, 3600), "longest message (at most the mailbox's max_message)",
+                             default=120.0)
+    end_silence: float = spec(Duration(1, 60), "silence that ends the message", default=5.0)
+    review: bool = spec(Boolean(), "after the message, offer to listen to it, record it again or save it",
+                        default=True)
     next: str | None = spec(Target(), "where to go after the message (default: thank and hang up)")
 
     def edges(self):
@@ -455,7 +480,17 @@ class Callback(Node):
     LISTENS: ClassVar[bool] = True
     queue: str | None = spec(Text(NAME_RE, "a queue name"), "the queue whose agents will call back", required=True)
     number: str = spec(Choice("caller", "ask"), "use the caller's number (confirmed) or ask for one", default="caller")
-    within: float = spec(Duration(60, 7 * 24 * 3600), "when the caller can expect the call", default=3600.0)
+    within: float = spec(Duration(60, 7 * 24 * 3600), "when the caller can expect the call: the promise "
+                         "is kept by then at the latest", default=3600.0)
+    dial_after: float | None = spec(Duration(0, 7 * 24 * 3600), "dial this long after the request; without it "
+                                    "the call is made when the router says an agent of the queue is free, or "
+                                    "when `within` runs out")
+    attempts: int = spec(Integer(1, 10), "calls made before the callback counts as failed", default=3)
+    retry_after: float = spec(Duration(10, 24 * 3600), "wait between attempts that were not answered",
+                              default=300.0)
+    greeting: list = spec(PROMPTS, "said when the callee answers, before the call goes to the queue",
+                          factory=lambda: [_prompt("Hello, this is your callback from {line}. "
+                                                   "Please hold while we connect you.")])
     prompt: list | None = spec(PROMPTS, "said before the number is confirmed")
     next: str | None = spec(Target(), "where to go after the request is stored (default: thank and hang up)")
     escape: EscapeOverride | None = ESCAPE_FIELD
@@ -523,6 +558,10 @@ class Flow(Located):
     escape: Escape | None = spec(Struct(Escape), "the way to a human from every input", required=True)
     defaults: Defaults = spec(Struct(Defaults), "defaults for every node", factory=Defaults)
     speech: Speech = spec(Struct(Speech), "speech recognition settings", factory=Speech)
+    music: dict = spec(MapOf(Struct(MusicClass)), "music-on-hold classes and their mode (a class "
+                       "not listed plays in resume mode)", factory=dict)
+    mailboxes: dict = spec(MapOf(Struct(Mailbox)), "voicemail boxes and their limits (a box not listed "
+                           "has the default limits)", factory=dict)
     hours: dict = spec(MapOf(Struct(Hours)),
                        "named opening hours for open() in conditions", factory=dict)
     variables: dict = spec(MapOf(Literal(), VAR_RE, "a variable name"), "variables every call starts with",
@@ -548,6 +587,15 @@ class Flow(Located):
             phrases = ov.phrases if ov.phrases is not None else phrases
             to = ov.to or to
         return keys, phrases, to
+
+    def hold_mode(self, node: Hold) -> str:
+        """The music mode of a hold node: its own, else its class's, else resume."""
+        cls = self.music.get(node.music)
+        return node.mode or (cls.mode if cls is not None else "resume")
+
+    def mailbox(self, name: str) -> Mailbox:
+        """A mailbox's limits (the defaults for a box not listed under mailboxes:)."""
+        return self.mailboxes.get(name) or Mailbox()
 
     def edges(self, node: Node) -> list[Edge]:
         """All edges of a node, including its escape and subflow call (computed once:

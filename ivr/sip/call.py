@@ -8,7 +8,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ..audio.frames import FRAME_BYTES
+from ..audio.frames import FRAME_BYTES, split_frames
 from ..audio.g711 import G711Codec
 from ..audio.prompts import PromptCache, PromptError
 from ..engine.call import Dtmf, Event, Hangup, PlayResult, PromptAudio, Recording, TransferResult
@@ -75,6 +75,8 @@ class SipCall:
         return await self.events.get()
 
     async def _payloads(self, prompt: PromptAudio, codec: G711Codec) -> tuple[bytes, ...]:
+        if prompt.pcm is not None:
+            return tuple(codec.encode(f) for f in split_frames(prompt.pcm))
         return await self.prompts.payloads(prompt, codec)
 
     async def play(self, prompt: PromptAudio) -> PlayResult:

@@ -16,8 +16,9 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
     # When each announcement is next due, relative to the start of the hold.
     due = [(a.after, i) for i, a in enumerate(node.announcements)]
     by_key = {o.key: o for o in node.options}
-    await ctx.call.start_hold(node.music, node.mode)
-    ctx.note("hold-start", music=node.music, mode=node.mode)
+    mode = ctx.flow.hold_mode(node)
+    await ctx.call.start_hold(node.music, mode)
+    ctx.note("hold-start", music=node.music, mode=mode)
     ctx.journey.emit("listen", node=node.id, keys=bool(by_key), speech=False, bargein=True)
     try:
         while True:
@@ -37,7 +38,7 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
                     key = ctx.typeahead.popleft()
                     if key.digit in by_key:
                         return _chosen(ctx, node, key.digit)
-                await ctx.call.start_hold(node.music, node.mode)
+                await ctx.call.start_hold(node.music, mode)
                 continue
             try:
                 ev = await asyncio.wait_for(ctx.inbox.get(), min(nxt, end) - now)
