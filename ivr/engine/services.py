@@ -48,18 +48,26 @@ class Reservation:
 
     mailbox: str
     token: str
-    expires_at: float
+    expires_at: float  # when an unused slot goes back to the box (the store's own clock)
+    seconds: float = 3600.0  # the longest message this slot holds
+    limits: Any = None  # the mailbox's limits when it was reserved (flows.model.Mailbox)
+
+
+class VoicemailFull(RuntimeError):
+    """A message that can no longer be stored: its slot expired and the box filled meanwhile."""
 
 
 class VoicemailService(Protocol):
     """Mailboxes with limits; a slot is reserved before voicemail is offered."""
 
-    async def reserve(self, mailbox: str, call_id: str) -> Reservation | None:
-        """Hold a slot for this caller, or None when the mailbox has no room."""
+    async def reserve(self, mailbox: str, call_id: str, limits: Any = None) -> Reservation | None:
+        """Hold a slot for this caller, or None when the mailbox has no room. `limits`
+        (flows.model.Mailbox) are the flow's; None means the store's defaults."""
         ...
 
     async def commit(self, reservation: Reservation, recording: Recording, meta: dict[str, Any]) -> str:
-        """Store the message (atomically) and use the slot; returns the message id."""
+        """Store the message (atomically: complete or absent) and use the slot; returns
+        the message id. Raises VoicemailFull when the slot was lost and no room is left."""
         ...
 
     async def release(self, reservation: Reservation) -> None:
@@ -76,6 +84,11 @@ class CallbackRequest:
     due_by: dt.datetime
     context: dict[str, Any] = field(default_factory=dict)
     call_id: str = ""
+    dial_at: dt.datetime | None = None  # None: when an agent of the queue is free, by due_by at the latest
+    attempts: int = 3
+    retry_after: float = 300.0
+    greeting: str = ""  # said when the callee answers
+    language: str = "en-US"
 
 
 class CallbackStore(Protocol):

@@ -10,52 +10,75 @@ from typing import Any
 
 from ..engine.call import Call, Recording
 from ..engine.handoff import summary_headers
-from ..engine.services import CallbackRequest, Reservation, RouterResult
+from ..engine.services import CallbackRequest, Reservation, RouterResult, VoicemailFull
+from ..flows.model import Mailbox
+from .mailbox import Usage, crossings, room
 
-# A slot offered to a caller is held this long at most: longer than the greeting plus the
-# longest message a flow may allow (voicemail max_length is at most 1 h), so a caller still
-# talking never loses their slot. Calls release their slot when they end without a message.
-RESERVATION_S = 2 * 3600.0
+# An unused slot goes back to its box this long after the longest message it holds
+# could have ended: the greeting, a review and a re-recording fit in the margin, and a
+# call that ends releases its slot at once anyway.
+RESERVATION_MARGIN_S = 15 * 60.0
 
 
 @dataclass
-class Mailbox:
-    max_messages: int = 20
+class MemoryBox:
+    limits: Mailbox
     messages: list[dict[str, Any]] = field(default_factory=list)
-    held: dict[str, float] = field(default_factory=dict)  # reservation token -> expiry (loop time)
+    held: dict[str, tuple[float, float]] = field(default_factory=dict)  # token -> (expiry, seconds)
+
+    def usage(self) -> Usage:
+        return Usage(len(self.messages), sum(m.get("seconds", 0.0) for m in self.messages),
+                     len(self.held), sum(s for _, s in self.held.values()))
 
 
 class MemoryVoicemail:
-    """Mailboxes with a message limit; reserve() holds a slot so two callers
-    cannot both be offered the last one."""
+    """Mailboxes kept in memory with the same rules as the durable store: reserve()
+    holds a slot so two callers cannot both be offered the last one."""
 
-    def __init__(self, limits: dict[str, int] | None = None, default_limit: int = 20) -> None:
-        self.default_limit = default_limit
-        self.boxes: dict[str, Mailbox] = {k: Mailbox(v) for k, v in (limits or {}).items()}
+    def __init__(self, limits: dict[str, int | Mailbox] | None = None, default_limit: int = 20) -> None:
+        self.default = Mailbox(max_messages=default_limit)
+        self.boxes: dict[str, MemoryBox] = {
+            k: MemoryBox(v if isinstance(v, Mailbox) else _only_messages(v)) for k, v in (limits or {}).items()}
+        self.notices: list[tuple[str, str]] = []  # (mailbox, level) as they were reached
 
-    def box(self, name: str) -> Mailbox:
-        return self.boxes.setdefault(name, Mailbox(self.default_limit))
+    def box(self, name: str, limits: Mailbox | None = None) -> MemoryBox:
+        got = self.boxes.get(name)
+        if got is None:
+            got = self.boxes[name] = MemoryBox(limits or self.default)
+        return got
 
-    async def reserve(self, mailbox: str, call_id: str) -> Reservation | None:
+    async def reserve(self, mailbox: str, call_id: str, limits: Mailbox | None = None) -> Reservation | None:
         now = asyncio.get_running_loop().time()
-        box = self.box(mailbox)
-        box.held = {t: exp for t, exp in box.held.items() if exp > now}
-        if len(box.messages) + len(box.held) >= box.max_messages:
+        box = self.box(mailbox, limits)
+        box.held = {t: h for t, h in box.held.items() if h[0] > now}
+        seconds = room(box.limits, box.usage())
+        if seconds is None:
             return None
         token = uuid.uuid4().hex
-        box.held[token] = now + RESERVATION_S
-        return Reservation(mailbox, token, now + RESERVATION_S)
+        expires = now + seconds + RESERVATION_MARGIN_S
+        box.held[token] = (expires, seconds)
+        return Reservation(mailbox, token, expires, seconds, box.limits)
 
     async def commit(self, reservation: Reservation, recording: Recording, meta: dict[str, Any]) -> str:
         box = self.box(reservation.mailbox)
-        if box.held.pop(reservation.token, None) is None:
-            raise RuntimeError("reservation expired or unknown")
+        before = box.usage()
+        if box.held.pop(reservation.token, None) is None and room(box.limits, box.usage()) is None:
+            raise VoicemailFull(f"mailbox {reservation.mailbox} filled while the message was recorded")
         msg_id = uuid.uuid4().hex[:12]
         box.messages.append({"id": msg_id, "seconds": recording.duration_s, **meta})
+        self.notices += [(reservation.mailbox, level) for level in crossings(box.limits, before, box.usage())]
         return msg_id
 
     async def release(self, reservation: Reservation) -> None:
         self.box(reservation.mailbox).held.pop(reservation.token, None)
+
+
+def _only_messages(n: int) -> Mailbox:
+    """Limits of `n` messages (0: always full), for tests and the simulator."""
+    limits = Mailbox(max_messages=max(n, 1))
+    if n <= 0:
+        limits.max_total = 0.0
+    return limits
 
 
 class MemoryCallbacks:

@@ -102,11 +102,15 @@ async def _store(ctx: CallContext, node: Callback, number: str) -> Go | End:
     probe = Handoff(queue=node.queue)
     probe.id = node.id
     context = payload_for(ctx, probe, reason=ctx.reason)
-    due = ctx.services.clock.now() + dt.timedelta(seconds=node.within)
+    now = ctx.services.clock.now()
+    due = now + dt.timedelta(seconds=node.within)
+    dial_at = now + dt.timedelta(seconds=node.dial_after) if node.dial_after is not None else None
+    greeting = " ".join(a.text for a in (ctx.render(p, line=ctx.flow.name) for p in node.greeting) if a.text)
     try:
-        cb_id = await ctx.services.callbacks.store(CallbackRequest(number=number, queue=node.queue or "",
-                                                                   due_by=due, context=context,
-                                                                   call_id=ctx.call.call_id))
+        cb_id = await ctx.services.callbacks.store(CallbackRequest(
+            number=number, queue=node.queue or "", due_by=due, context=context, call_id=ctx.call.call_id,
+            dial_at=dial_at, attempts=node.attempts, retry_after=node.retry_after, greeting=greeting,
+            language=ctx.flow.language))
     except Exception as exc:  # the promise could not be kept: say so and offer a person
         ctx.journey.errors.append(f"callback store failed: {exc}")
         await ctx.play([_say(ctx, STORE_FAILED)])

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from ivr.engine.virtual import VirtualCall
+from ivr.flows.model import Mailbox
 from ivr.services.memory import MemoryVoicemail
 
 from .conftest import texts
@@ -36,8 +37,8 @@ class SpyVoicemail(MemoryVoicemail):
     def _log(self, what: str) -> None:
         self.log.append((what, asyncio.get_running_loop().time()))
 
-    async def reserve(self, mailbox, call_id):
-        res = await super().reserve(mailbox, call_id)
+    async def reserve(self, mailbox, call_id, limits=None):
+        res = await super().reserve(mailbox, call_id, limits)
         self._log("reserve" if res else "no-room")
         return res
 
@@ -111,6 +112,7 @@ def test_the_hash_that_ends_a_message_is_not_input_for_the_next_node(sim):
           kind: voicemail
           mailbox: box
           greeting: "Leave a message."
+          review: false
           full: agent
           next: more
         more:
@@ -230,7 +232,7 @@ def test_a_released_slot_can_be_offered_again(sim, flow):
 
 def test_a_long_message_keeps_its_slot_while_others_call(sim):
     flow = sim.flow(VOICEMAIL.replace("max_length: 30s", "max_length: 20m"))
-    vm = SpyVoicemail(limits={"box": 1})
+    vm = SpyVoicemail(limits={"box": Mailbox(max_messages=1, max_message=3600, max_total=7200)})
     services = sim.services(voicemail=vm)
     long_story = " ".join(["word"] * 2340)  # 15 minutes of talking
 
@@ -245,3 +247,67 @@ def test_a_long_message_keeps_its_slot_while_others_call(sim):
     assert first.journey.errors == []
     assert second.journey.path == ["start", "box_full"]
     assert [m["call_id"] for m in vm.box("box").messages] == [first.call.call_id]
+
+
+def test_review_plays_the_message_back_then_saves_it(sim, flow):
+    vm = MemoryVoicemail()
+    # Speak at 2 s, press # at 4 s; the review prompt follows: 1 listens, then # saves.
+    j, call, _ = sim.run(flow, [(2, "call me on my mobile"), (2, "#"), (1, "1"), (4, "#")],
+                         services=sim.services(voicemail=vm))
+    played = [p for _, p, _ in call.played]
+    [back] = [p for p in played if p.id == "your message"]
+    assert back.pcm is not None and back.text == "call me on my mobile"
+    assert [n["choice"] for n in j.notes if n["what"] == "review"] == ["listen", "save"]
+    assert [m["text"] for m in vm.box("box").messages] == ["call me on my mobile"]
+    assert texts(j)[-1] == "Thank you, your message has been saved. Goodbye."
+
+
+def test_recording_again_keeps_only_the_last_take(sim, flow):
+    vm = SpyVoicemail()
+    j, _, _ = sim.run(flow, [(2, "first try"), (1, "#"), (1, "2"), (2, "second try"), (1, "#"), (1, "#")],
+                      services=sim.services(voicemail=vm))
+    assert [m["text"] for m in vm.box("box").messages] == ["second try"]
+    assert [n["take"] for n in j.notes if n["what"] == "recorded"] == [1, 2]
+    assert [w for w, _ in vm.log] == ["reserve", "commit"]  # one slot for every take
+    assert [p.id for p in j.prompts].count("tone:beep") == 2
+
+
+def test_silence_at_the_review_saves_the_message(sim, flow):
+    vm = MemoryVoicemail()
+    j, _, _ = sim.run(flow, [(2, "hello")], services=sim.services(voicemail=vm))
+    assert [n["choice"] for n in j.notes if n["what"] == "review"] == ["save"]
+    assert len(vm.box("box").messages) == 1
+
+
+def test_a_message_is_cut_to_the_mailbox_longest(sim):
+    flow = sim.flow(VOICEMAIL.replace("max_length: 30s", "max_length: 10m"),
+                    extra="mailboxes:\n  box: {max_message: 20s}\n")
+    vm = MemoryVoicemail()
+    j, _, _ = sim.run(flow, [(2, "word " * 200)], services=sim.services(voicemail=vm))
+    assert j.voicemail["ended_by"] == "max-length"
+    assert vm.box("box").messages[0]["seconds"] == pytest.approx(20.0)
+
+
+def test_total_seconds_limit_shortens_then_refuses(sim, flow):
+    limits = Mailbox(max_messages=10, max_total=30, max_message=60, min_message=2)
+    vm = MemoryVoicemail(limits={"box": limits})
+    vm.box("box").messages.append({"id": "old", "seconds": 22.0})
+    services = sim.services(voicemail=vm)
+    j, _, _ = sim.run(flow, [(2, "word " * 100)], services=services)
+    assert vm.box("box").messages[-1]["seconds"] == pytest.approx(8.0)  # the 8 s left in the box
+    assert ("box", "80%") in vm.notices and ("box", "full") in vm.notices
+    again, _, _ = sim.run(flow, [(8, "1")], services=services)
+    assert again.path == ["start", "box_full"]
+
+
+def test_an_expired_slot_is_offered_again(sim, flow):
+    vm = MemoryVoicemail(limits={"box": 1})
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        first = await vm.reserve("box", "a")
+        assert await vm.reserve("box", "b") is None
+        await asyncio.sleep(first.expires_at - loop.time() + 1)
+        assert await vm.reserve("box", "b") is not None
+
+    sim.until_done(scenario())
