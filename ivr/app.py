@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .api import add_api
 from .audio.clock import MediaClock
 from .audio.prompts import PromptCache
 from .audio.tts import EspeakTts, TtsError
@@ -18,9 +21,10 @@ from .engine.runner import run_call
 from .flows.validate import iter_prompts
 from .flowstore import FlowStore
 from .metrics import Metrics
+from .services.callback_worker import CallbackWorker
 from .services.callbacks import SqliteCallbacks
-from .services.memory import MemoryVoicemail
 from .services.router import HttpRouter, SipReferRouter
+from .services.voicemail import SqliteVoicemail
 from .sip.register import Registration
 from .sip.ua import Admission, SipServer, SipSettings
 from .speech import SpeechUnavailable, flow_phrases, make_engine
@@ -58,6 +62,12 @@ class Settings:
     speech_engine: str | None = None
     vosk_model: str | None = None
     speech_workers: int | None = None
+    # Callbacks are dialled through this SIP URI template ({number}); None: stored, not dialled.
+    trunk: str | None = None
+    caller_id: str | None = None  # From of callback calls (default sip:ivr@our address)
+    callback_calls: int = 4  # callbacks dialled at once
+    callback_ring_s: float = 30.0  # ringing before an attempt counts as not answered
+    api_token: str | None = None  # the admin API's token (default: made once, kept in DATA/api-token)
 
 
 def no_tts_problems(flow) -> list[str]:
@@ -100,7 +110,10 @@ class App:
         data.mkdir(parents=True, exist_ok=True)
         self.journeys = data / "journeys.jsonl"
         self.callbacks = SqliteCallbacks(data / "callbacks.db")
-        self.voicemail = MemoryVoicemail()
+        self.voicemail = SqliteVoicemail(data / "voicemail", limits=self._mailbox_limits, notify=self._notify)
+        self.worker: CallbackWorker | None = None
+        self.api_token = settings.api_token or _token(data / "api-token")
+        self._background: set[asyncio.Task] = set()
         refer = SipReferRouter(settings.queue_targets, settings.agents)
         self.router = HttpRouter(settings.router_url, fallback=refer) if settings.router == "http" else refer
 
@@ -143,6 +156,13 @@ class App:
             music_root=str(Path(self.flows.flow.media_dir) / "moh"))
         self.sip.count = self.metrics.inc
         await self.sip.start()
+        if s.trunk:
+            self.worker = CallbackWorker(self.callbacks, self._dial, self.router, max_calls=s.callback_calls,
+                                         on_result=lambda r: self.metrics.inc("ivr_callback_attempts_total",
+                                                                              status=r["status"]))
+            self.worker.start()
+        else:
+            log.warning("callbacks: stored, but not dialled: give --trunk sip:{number}@HOST to dial them")
         if s.register:
             # Registered only once the SIP socket is up: the Contact names its address and port.
             self.registration = Registration(self.sip, s.register, username=s.register_user,
@@ -152,6 +172,25 @@ class App:
         await self._start_http()
         self.flows.start_watching(s.watch_s)
         asyncio.get_running_loop().create_task(self._warm_prompts())
+
+    def _mailbox_limits(self, name: str):
+        return self.flows.flow.mailbox(name)
+
+    async def _dial(self, number: str):
+        """Place a callback call through the trunk: (the answered call, or None and why)."""
+        s = self.settings
+        host, port = self.sip.address
+        caller_id = s.caller_id or f"sip:ivr@{s.public_host or ('127.0.0.1' if host in ('0.0.0.0', '::') else host)}"
+        res = await self.sip.dial(s.trunk.format(number=number), caller_id=caller_id, ring_timeout=s.callback_ring_s)
+        return res.call, f"{res.status} {res.reason}"
+
+    def _notify(self, event: dict) -> None:
+        """A mailbox reached 80 % or filled: POST the event to its notify URL (logged by the store)."""
+        self.metrics.inc("ivr_voicemail_notices_total", event=event["event"])
+        if event.get("url"):
+            task = asyncio.get_running_loop().create_task(_post_json(event["url"], event))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _has_overflow(self) -> bool:
         """Whether the running flow has a path for callers over the soft capacity."""
@@ -218,6 +257,8 @@ class App:
 
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
+        add_api(app, token=self.api_token, voicemail=self.voicemail, callbacks=self.callbacks, worker=self.worker,
+                flow=lambda: self.flows.flow)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
@@ -273,7 +314,10 @@ class App:
         if self.http is not None:
             await self.http.cleanup()
         await self.clock.stop()
+        if self.worker is not None:
+            await self.worker.stop()
         self.callbacks.close()
+        self.voicemail.close()
         if self.recognizer is not None:
             self.recognizer.shutdown()
         if self.prompts is not None:
@@ -286,8 +330,35 @@ class App:
                 f"  call it:  sip:ivr@{shown}:{port}   (UDP and TCP; e.g. baresip, linphonec, SIPp)\n"
                 f"  health:   http://{self.settings.http_host}:{self.settings.http_port}/healthz\n"
                 f"  metrics:  http://{self.settings.http_host}:{self.settings.http_port}/metrics\n"
+                f"  messages: http://{self.settings.http_host}:{self.settings.http_port}/voicemail?token=... "
+                f"(the token is in {Path(self.settings.data) / 'api-token'} unless --api-token was given)\n"
+                f"  callbacks: {'dialled through ' + self.settings.trunk if self.settings.trunk else 'stored, not dialled (no --trunk)'}\n"
                 f"  {self.speech_line}\n"
                 f"  hand-offs go to {self.settings.agents} ({self.router.name})")
+
+
+def _token(path: Path) -> str:
+    """The API token kept in `path`, made (random, readable by the owner only) the first time."""
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+async def _post_json(url: str, body: dict) -> None:
+    """One webhook POST, bounded in time; a failure is logged, never raised."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
+                http.post(url, json=body) as resp:
+            if resp.status >= 300:
+                log.warning("notify %s: HTTP %d", url, resp.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("notify %s failed: %s", url, exc)
 
 
 async def serve(settings: Settings) -> int:

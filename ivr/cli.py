@@ -156,7 +156,9 @@ def cmd_serve(args) -> int:
         capacity=args.capacity, soft_capacity=args.soft_capacity, router=args.router, router_url=args.router_url,
         agents=args.agents, queue_targets=dict(t.split("=", 1) for t in args.queue_target or ()),
         ring_s=args.ring, speech_engine=args.speech_engine, vosk_model=args.vosk_model,
-        speech_workers=args.speech_workers)
+        speech_workers=args.speech_workers, trunk=args.trunk, caller_id=args.caller_id,
+        callback_calls=args.callback_calls, callback_ring_s=args.callback_ring,
+        api_token=args.api_token or os.environ.get("IVR_API_TOKEN") or None)
     if args.register:
         settings.register = args.register
         settings.register_user = args.register_user
@@ -237,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the flow's speech.vosk_model (a directory, package or model name)")
     r.add_argument("--speech-workers", type=int, metavar="N",
                    help="decoding threads (default: one per CPU core)")
+    r.add_argument("--trunk", metavar="URI",
+                   help="dial callbacks through this SIP URI, {number} replaced: sip:{number}@192.0.2.10:5060")
+    r.add_argument("--caller-id", metavar="URI", help="From of callback calls (default sip:ivr@our address)")
+    r.add_argument("--callback-calls", type=int, default=4, metavar="N", help="callbacks dialled at once")
+    r.add_argument("--callback-ring", type=float, default=30.0, metavar="SECONDS",
+                   help="ringing before a callback attempt counts as not answered")
+    r.add_argument("--api-token", metavar="TOKEN",
+                   help="token of the admin API (default: $IVR_API_TOKEN, else made once in DATA/api-token)")
     r.add_argument("--quiet", action="store_true", help="log warnings only")
     r.set_defaults(func=cmd_serve)
     return p

@@ -134,15 +134,17 @@ class SqliteVoicemail:
         path = self.root / rel
         await self.db.run(_write_wav, path, recording)
         try:
-            levels = await self.db.run(self._insert, reservation, msg_id, rel, recording, meta)
+            levels, usage = await self.db.run(self._insert, reservation, msg_id, rel, recording, meta)
         except BaseException:
             path.unlink(missing_ok=True)  # no row, no file
             raise
         for level in levels:
-            await self._notify(reservation.mailbox, level, reservation.limits or self.limits_of(reservation.mailbox))
+            await self._notify(reservation.mailbox, level, reservation.limits or self.limits_of(reservation.mailbox),
+                               usage)
         return msg_id
 
-    def _insert(self, res: Reservation, msg_id: str, rel: str, rec: Recording, meta: dict[str, Any]) -> list[str]:
+    def _insert(self, res: Reservation, msg_id: str, rel: str, rec: Recording,
+                meta: dict[str, Any]) -> tuple[list[str], Usage]:
         db = self.db.db
         limits = res.limits or self.limits_of(res.mailbox)
         with db:
@@ -158,14 +160,14 @@ class SqliteVoicemail:
                         meta.get("dialled") or "", meta.get("call_id") or "", meta.get("intent"),
                         json.dumps(extra, default=str), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
             after = self._usage(res.mailbox)
-        return crossings(limits, before, after)
+        return crossings(limits, before, after), after
 
     async def release(self, reservation: Reservation) -> None:
         await self.db.run(self.db.execute, "DELETE FROM reservations WHERE token=?", (reservation.token,))
 
     # ---- notifications -----------------------------------------------------------------------
-    async def _notify(self, mailbox: str, level: str, limits: Mailbox) -> None:
-        usage = await self.db.run(self._usage, mailbox)
+    async def _notify(self, mailbox: str, level: str, limits: Mailbox, usage: Usage) -> None:
+        """Tell the operators (log line, then the notify hook) what the box held when it crossed `level`."""
         event = {"event": "mailbox-full" if level == "full" else "mailbox-80-percent", "mailbox": mailbox,
                  "messages": usage.messages, "seconds": round(usage.seconds, 1),
                  "max_messages": limits.max_messages, "max_total": limits.max_total, "url": limits.notify,
