@@ -95,6 +95,18 @@ def start_server(tmp: Path, flows: Path, *extra: str) -> Server:
         raise
 
 
+def with_media(tmp: Path, flows: Path) -> Path:
+    """A copy of `flows` in `tmp` with the repository's media/ beside it (music classes, prompts)."""
+    work = tmp / "flow"
+    work.mkdir(exist_ok=True)
+    media = work / "media"
+    if not media.exists():
+        media.symlink_to(ROOT / "media", target_is_directory=True)
+    copy = work / flows.name
+    copy.write_text(flows.read_text())
+    return copy
+
+
 def stop_server(server: Server) -> None:
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGINT)
