@@ -1,5 +1,10 @@
-"""A SIP dialog as the answering side sees it (RFC 3261 section 12), and the
-in-dialog requests we send on it (BYE, REFER, re-INVITE)."""
+"""A SIP dialog (RFC 3261 section 12) as we see it, whether we answered the call
+or placed it, and the in-dialog requests we send on it (BYE, REFER, re-INVITE).
+
+Everything is kept from our side: `local_*` is us, `remote_*` the peer, and the
+route set is in the order our requests carry it. So one `request()` serves both
+kinds of call, and a request from the peer always names our `local_tag` in its To.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .errors import SipParseError
 from .headers import NameAddr, Via
-from .message import SipRequest
+from .message import SipRequest, SipResponse
 from .transaction import new_branch
 from .transport import Source
 from .uri import SipUri, format_host, parse_uri
@@ -22,11 +27,11 @@ class Dialog:
     call_id: str
     local_tag: str
     remote_tag: str | None
-    local_uri: str  # To of the INVITE, without its tag
-    remote_uri: str  # From of the INVITE, without its tag
+    local_uri: str  # our address without its tag: the To of an INVITE we answered, the From of one we sent
+    remote_uri: str  # the peer's, likewise: the From of its INVITE, the To of ours
     remote_target: str  # the peer's Contact URI
-    route_set: list[str]  # Record-Route values, in order (we are the UAS)
-    source: Source  # where the INVITE came from (and the TCP connection, if any)
+    route_set: list[str]  # Route values in the order we send them (Record-Route reversed when we called)
+    source: Source  # where the INVITE came from or went to (and the TCP connection, if any)
     contact: str  # our Contact header value
     via_host: str
     via_port: int
@@ -39,9 +44,12 @@ class Dialog:
         return (self.call_id, self.local_tag)
 
     def request(self, method: str, extra: list[tuple[str, str]] | None = None, body: bytes = b"",
-                content_type: str | None = None) -> SipRequest:
-        """A new in-dialog request from us to the peer."""
-        self.local_cseq += 1
+                content_type: str | None = None, cseq: int | None = None) -> SipRequest:
+        """A new in-dialog request from us to the peer; `cseq` reuses a number
+        (the ACK of a 2xx carries its INVITE's) instead of taking the next one."""
+        if cseq is None:
+            self.local_cseq += 1
+            cseq = self.local_cseq
         transport = "TCP" if self.source.transport == "TCP" else "UDP"
         via = Via(transport, self.via_host, self.via_port, {"branch": new_branch(), "rport": None})
         headers = [("Via", via.serialize()), ("Max-Forwards", "70")]
@@ -50,7 +58,7 @@ class Dialog:
             ("From", f"{self.local_uri};tag={self.local_tag}"),
             ("To", self.remote_uri + (f";tag={self.remote_tag}" if self.remote_tag else "")),
             ("Call-ID", self.call_id),
-            ("CSeq", f"{self.local_cseq} {method}"),
+            ("CSeq", f"{cseq} {method}"),
             ("Contact", self.contact),
         ]
         headers += list(extra or [])
@@ -78,6 +86,27 @@ class Dialog:
         except (SipParseError, ValueError):
             pass
         return self.source.addr
+
+
+def uac_dialog(invite: SipRequest, resp: SipResponse, dest: tuple[str, int], contact: str) -> Dialog:
+    """The dialog a 2xx to an INVITE we sent sets up (RFC 3261 12.1.2): the peer's tag
+    from the 2xx's To, its Contact as the remote target, its Record-Route reversed."""
+    via = invite.top_via
+    return Dialog(
+        call_id=invite.call_id or "", local_tag=invite.from_addr.tag or "", remote_tag=resp.to_addr.tag,
+        local_uri=without_tag(invite.get("From") or ""), remote_uri=without_tag(invite.get("To") or ""),
+        remote_target=_contact_uri(resp) or invite.uri, route_set=resp.get_all("Record-Route")[::-1],
+        source=Source("UDP", dest), contact=contact, via_host=via.host, via_port=via.port or 5060,
+        # -1: no request from the peer yet, so any CSeq of its first one (even 0) is in order.
+        local_cseq=invite.cseq.number, remote_cseq=-1, confirmed=True)
+
+
+def _contact_uri(msg: SipRequest | SipResponse) -> str | None:
+    try:
+        contact = msg.get("Contact")
+        return NameAddr.parse(contact).uri.serialize() if contact else None
+    except SipParseError:
+        return None
 
 
 def without_tag(value: str) -> str:

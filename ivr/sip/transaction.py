@@ -2,8 +2,10 @@
 
 Server side: a retransmitted request gets the last response again; a final
 non-2xx answer to an INVITE is repeated over UDP until the ACK comes. Client
-side (BYE, REFER, NOTIFY we send): requests are repeated over UDP until a
-final response, and time out after 64*T1. All timers are on the event loop.
+side (BYE, REFER, NOTIFY, CANCEL we send): requests are repeated over UDP until
+a final response, and time out after 64*T1. INVITEs we send (outgoing calls)
+have a client transaction of their own, `InviteClientTx`, which also hands on
+provisional responses and every 2xx. All timers are on the event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import ipaddress
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
@@ -103,10 +106,12 @@ class ServerTx:
 class Transactions:
     """Server and client transactions of one SIP transport."""
 
-    def __init__(self, transport: SipTransport) -> None:
+    def __init__(self, transport: SipTransport, t1: float = T1) -> None:
         self.transport = transport
+        self.t1 = t1  # the round-trip estimate our client transactions pace themselves by
         self.server: dict[tuple, ServerTx] = {}
-        self.client: dict[tuple[str, str], asyncio.Future] = {}
+        # Client transactions by (branch, method): each takes the responses that match it.
+        self.client: dict[tuple[str, str], Callable[[SipResponse], None]] = {}
 
     # ---- server side -------------------------------------------------------------
     def absorb(self, req: SipRequest, source: Source) -> bool:
@@ -177,17 +182,24 @@ class Transactions:
         self.transport.send(data, reply_address(tx.request, tx.source))
 
     # ---- client side -------------------------------------------------------------------
-    async def request(self, req: SipRequest, dest: Source | tuple[str, int], timeout: float = 64 * T1) -> SipResponse:
-        """Send `req` (its top Via must carry a fresh branch); the final response, or TimeoutError."""
+    async def request(self, req: SipRequest, dest: Source | tuple[str, int],
+                      timeout: float | None = None) -> SipResponse:
+        """Send a non-INVITE `req` (its top Via must carry a fresh branch); the final
+        response, or TimeoutError after `timeout` (64*T1 by default)."""
         branch = req.top_via.params.get("branch") or ""
         key = (branch, req.method)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.client[key] = fut
+
+        def deliver(resp: SipResponse) -> None:
+            if resp.status >= 200 and not fut.done():
+                fut.set_result(resp)
+
+        self.client[key] = deliver
         data = req.serialize()
         reliable = isinstance(dest, Source) and dest.transport != "UDP"
-        interval = T1
+        interval = self.t1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + (64 * self.t1 if timeout is None else timeout)
         try:
             self.transport.send(data, dest)
             while True:
@@ -211,9 +223,117 @@ class Transactions:
             key = (via.params.get("branch") or "", resp.cseq.method)
         except SipParseError:
             return False
-        fut = self.client.get(key)
-        if fut is None:
+        deliver = self.client.get(key)
+        if deliver is None:
             return False
-        if resp.status >= 200 and not fut.done():
-            fut.set_result(resp)
+        deliver(resp)
         return True
+
+
+class InviteClientTx:
+    """An INVITE we sent, over UDP (RFC 3261 17.1.1, with the Accepted state of RFC 6026).
+
+    The INVITE is repeated at T1, 2*T1, 4*T1 ... (Timer A) until any response
+    arrives; with none at all by 64*T1 (Timer B) `responses` yields None. The
+    transaction user reads `responses`: provisional answers, then the first
+    final one. A non-2xx final answer is ACKed here (same branch), and that ACK
+    is sent again for each retransmission of it. After a 2xx the transaction
+    stays 64*T1 to pass the 2xx retransmissions (and 2xx from other forks) on,
+    since their ACK is the dialog's business, not ours: to `on_2xx` once the
+    transaction user has set it, to `responses` until then.
+    """
+
+    def __init__(self, txs: Transactions, req: SipRequest, dest: tuple[str, int]) -> None:
+        self.txs = txs
+        self.request = req
+        self.dest = dest
+        self.key = (req.top_via.branch or "", "INVITE")
+        self.state = "calling"  # calling, proceeding, accepted, completed, terminated
+        self.responses: asyncio.Queue[SipResponse | None] = asyncio.Queue()
+        self.on_2xx: Callable[[SipResponse], None] | None = None
+        self.ack: bytes | None = None  # our ACK of a non-2xx final answer
+        self.cancel_sent = False  # set by the transaction user: one CANCEL per INVITE
+        self._data = req.serialize()
+        self._interval = txs.t1
+        self._timers: list[asyncio.TimerHandle] = []
+
+    def start(self) -> None:
+        """Send the INVITE and start Timers A and B."""
+        self.txs.client[self.key] = self.receive
+        self.txs.transport.send(self._data, self.dest)
+        loop = asyncio.get_running_loop()
+        self._timers = [loop.call_later(self._interval, self._timer_a),
+                        loop.call_later(64 * self.txs.t1, self._timer_b)]
+
+    def _timer_a(self) -> None:
+        if self.state != "calling":
+            return
+        self.txs.transport.send(self._data, self.dest)
+        self._interval *= 2  # no T2 cap for INVITE (RFC 3261 17.1.1.2)
+        self._timers.append(asyncio.get_running_loop().call_later(self._interval, self._timer_a))
+
+    def _timer_b(self) -> None:
+        if self.state == "calling":
+            self.terminate()
+            self.responses.put_nowait(None)
+
+    def receive(self, resp: SipResponse) -> None:
+        """A response that matched this transaction (by branch and CSeq method)."""
+        status, state = resp.status, self.state
+        if status < 200:
+            if state in ("calling", "proceeding"):
+                self._stop_timers()
+                self.state = "proceeding"
+                self.responses.put_nowait(resp)
+        elif status < 300:
+            if state in ("calling", "proceeding"):
+                self._enter("accepted")
+            if self.state == "accepted":
+                if self.on_2xx is not None:
+                    self.on_2xx(resp)
+                else:
+                    self.responses.put_nowait(resp)
+        elif state in ("calling", "proceeding"):
+            self.ack = ack_for_final(self.request, resp).serialize()
+            self.txs.transport.send(self.ack, self.dest)
+            self._enter("completed")  # Timer D: absorb the retransmissions of the final answer
+            self.responses.put_nowait(resp)
+        elif state == "completed" and self.ack is not None:
+            self.txs.transport.send(self.ack, self.dest)
+
+    def cancel_request(self) -> SipRequest:
+        """The CANCEL of this INVITE (RFC 3261 9.1): same branch and CSeq number."""
+        return _copy_of_invite(self.request, "CANCEL", self.request.get("To") or "")
+
+    def terminate(self) -> None:
+        """Stop every timer and leave the client table."""
+        self.state = "terminated"
+        self._stop_timers()
+        if self.txs.client.get(self.key) == self.receive:
+            del self.txs.client[self.key]
+
+    def _enter(self, state: str) -> None:
+        self._stop_timers()
+        self.state = state
+        self._timers = [asyncio.get_running_loop().call_later(64 * self.txs.t1, self.terminate)]
+
+    def _stop_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
+
+
+def ack_for_final(invite: SipRequest, resp: SipResponse) -> SipRequest:
+    """The ACK of a non-2xx final answer (RFC 3261 17.1.1.3): the INVITE's branch,
+    Request-URI and CSeq number, the To of the response (with its tag)."""
+    return _copy_of_invite(invite, "ACK", resp.get("To") or invite.get("To") or "")
+
+
+def _copy_of_invite(invite: SipRequest, method: str, to: str) -> SipRequest:
+    headers = [("Via", invite.get_all("Via")[0]), ("Max-Forwards", "70")]
+    headers += [("Route", r) for r in invite.get_all("Route")]
+    headers += [("From", invite.get("From") or ""), ("To", to), ("Call-ID", invite.call_id or ""),
+                ("CSeq", f"{invite.cseq.number} {method}")]
+    req = SipRequest(method, invite.uri, headers=headers)
+    req.set_body(b"", None)
+    return req

@@ -4,8 +4,9 @@ Requests are dispatched by method through a table. INVITE, ACK and CANCEL
 live in invite.py (admission, offer/answer, ringing, the 2xx until its ACK,
 re-INVITE); this module checks every request before it is dispatched, handles
 the in-dialog methods (BYE, INFO, NOTIFY), OPTIONS, and sends our own requests
-(BYE, REFER). Every malformed request gets a 4xx, or is dropped when it cannot
-be answered, and the server keeps serving.
+(BYE, REFER, and through dial.py the INVITE of an outgoing call). Every
+malformed request gets a 4xx, or is dropped when it cannot be answered, and
+the server keeps serving.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from ..audio.clock import MediaClock
 from ..audio.prompts import PromptCache
 from .call import SipCall
+from .dial import Dialer, DialResult
 from .errors import SipParseError
 from .invite import ALLOW, Invites
 from .message import SipRequest, SipResponse, make_response
@@ -102,6 +104,7 @@ class SipServer:
         self.tx = Transactions(self.transport)
         self.calls: dict[str, SipCall] = {}  # by Call-ID
         self.invites = Invites(self)
+        self.dialer = Dialer(self)
         self.tasks: set[asyncio.Task] = set()
         self.draining = False
         self.errors = 0
@@ -204,6 +207,7 @@ class SipServer:
             return
         self.reply(req, source, 200, None)
         call.remote_hangup("caller")
+        self.dialer.release(call)  # a call we placed ends here; one we answered ends with its flow
 
     def _options(self, req: SipRequest, source: Source) -> None:
         self.reply(req, source, 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")])
@@ -238,6 +242,22 @@ class SipServer:
             await self.tx.request(req, call.dialog.destination())
         except TimeoutError:
             log.info("call %s: no answer to our BYE", call.call_id)
+        finally:
+            self.dialer.release(call)
+
+    async def dial(self, uri: str, *, caller_id: str | None = None, ring_timeout: float = 30.0,
+                   headers: dict[str, str] | None = None) -> DialResult:
+        """Place a call to `uri` ("sip:+441632960001@127.0.0.1:5080", over UDP).
+
+        `caller_id` is our From (a sip:/tel: URI, a name-addr, or a number put at our
+        host; sip:ivr@our-host by default); `headers` are added to the INVITE. It rings
+        for at most `ring_timeout` seconds and is then CANCELled. Returns a DialResult:
+        the SipCall when answered (registered with the server; hang it up when done),
+        else the final status: 486 busy, 487 after our CANCEL, 408 when nothing came
+        back at all, 503 for our own failures (no address, no RTP port, draining).
+        Raises ValueError for a URI, caller id or header we cannot send.
+        """
+        return await self.dialer.dial(uri, caller_id=caller_id, ring_timeout=ring_timeout, headers=headers)
 
     async def refer(self, call: SipCall, target: str, headers: dict[str, str], body: str | None) -> tuple[bool, str]:
         """Send REFER to `target` with the context headers; (accepted, detail)."""
