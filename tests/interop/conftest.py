@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The servers' RTP ports lie below the kernel's ephemeral range (32768 up), where free_port()
+# finds ports for the peers: a port handed to SIPp is never one a server binds meanwhile.
+RTP_PORTS = "20000-29999"
 HERE = Path(__file__).resolve().parent
 
 
@@ -34,6 +37,25 @@ def free_port() -> int:
                     continue
             return port
     raise RuntimeError("no free port")
+
+
+def free_media_port() -> int:
+    """An even port with the three above it free too: SIPp binds audio and video RTP and RTCP."""
+    for _ in range(100):
+        base = free_port() & ~1
+        socks = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no four free UDP ports in a row")
 
 
 @dataclass
@@ -73,7 +95,7 @@ def start_server(tmp: Path, flows: Path, *extra: str) -> Server:
     exe = Path(sys.executable).parent / "ivr"
     cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "ivr.cli"]),
            "serve", str(flows), "--sip", f"127.0.0.1:{sip}", "--http", f"127.0.0.1:{http}",
-           "--data", str(data), "--rtp-ports", "30000-39999", *extra]
+           "--data", str(data), "--rtp-ports", RTP_PORTS, *extra]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(proc, sip, http, data, log)
     try:

@@ -178,7 +178,7 @@ ausrc_channels\t\t1
 auplay_channels\t\t1
 audio_level\t\tno
 rtp_tos\t\t\t0
-# RTP ports apart from the IVR's (the interop server uses 30000-39999) and linphone's.
+# RTP ports apart from the IVR's (the interop server uses 20000-29999) and linphone's.
 rtp_ports\t\t42000-42999
 jitter_buffer_delay\t5-10
 rtp_timeout\t\t0
@@ -473,7 +473,7 @@ class Linphonec:
     def start(self, timeout: float = 20.0) -> Linphonec:
         """Start linphonec and set up its file sound card; returns once it has answered a command."""
         (self.home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
-        # RTP ports apart from the server's (the interop server uses 30000-39999) and baresip's.
+        # RTP ports apart from the server's (the interop server uses 20000-29999) and baresip's.
         self.rc.write_text(LINPHONE_RC.substitute(sip_port=self.sip_port, rtp_low=43000, rtp_high=43999))
         env = dict(os.environ, HOME=str(self.home))
         self.proc = subprocess.Popen(

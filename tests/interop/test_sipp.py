@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from string import Template
 
-from .conftest import HERE, free_port, need
+from .conftest import HERE, free_media_port, free_port, need
 
 SCENARIOS = HERE / "scenarios"
 FLOWS = HERE / "flows" / "menu.yaml"
@@ -21,7 +21,7 @@ def run_sipp(tmp: Path, scenario: str, port: int, *, calls: int = 1, limit: int 
     sc = tmp / scenario
     sc.write_text(text)
     cmd = [sipp, "-sf", str(sc), "-s", "ivr", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
-           "-mp", str(free_port() & ~1), "-m", str(calls), "-l", str(limit), "-r", str(rate), "-nostdin",
+           "-mp", str(free_media_port()), "-m", str(calls), "-l", str(limit), "-r", str(rate), "-nostdin",
            "-timeout", f"{int(timeout)}s", "-trace_err", "-error_file", str(tmp / "sipp_errors.log"),
            "-trace_stat", "-stf", str(tmp / "sipp_stats.csv"), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, cwd=tmp)

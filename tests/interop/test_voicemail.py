@@ -14,7 +14,7 @@ import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .conftest import HERE, free_port, start_server, stop_server
+from .conftest import HERE, free_media_port, free_port, start_server, stop_server
 from .test_sipp import _errors, run_sipp
 
 TOKEN = "interop-token"
@@ -182,5 +182,5 @@ def _sipp_in_background(tmp: Path, port: int) -> subprocess.Popen:
     sc = tmp / "kill.xml"
     sc.write_text(text)
     return subprocess.Popen([need("sipp"), "-sf", str(sc), "-s", "ivr", f"127.0.0.1:{port}", "-i", "127.0.0.1",
-                             "-p", str(free_port()), "-mp", str(free_port() & ~1), "-m", "1", "-nostdin",
+                             "-p", str(free_port()), "-mp", str(free_media_port()), "-m", "1", "-nostdin",
                              "-timeout", "60s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
