@@ -382,7 +382,19 @@ def check_callback_keys(flow: Flow, report: Report) -> None:
 @rule
 def check_voicemail(flow: Flow, report: Report) -> None:
     for node in flow.nodes.values():
-        if not isinstance(node, Voicemail) or not node.full or node.full not in flow.nodes:
+        if not isinstance(node, Voicemail):
+            continue
+        box = flow.mailbox(node.mailbox or "")
+        if node.max_length > box.max_message:
+            report.warning("voicemail-max-length", f"{node.id}: max_length {node.max_length:g}s is longer than "
+                           f"mailbox {node.mailbox!r} keeps ({box.max_message:g}s): messages stop there",
+                           node.at("max_length"), f"set max_length: {box.max_message:g}s, or raise the "
+                           "mailbox's max_message")
+        if box.min_message >= box.max_message:
+            report.error("mailbox-limits", f"mailbox {node.mailbox!r}: min_message {box.min_message:g}s is not "
+                         f"shorter than max_message {box.max_message:g}s, so no message could be kept",
+                         box.pos if box.pos.line else node.at("mailbox"), "lower min_message")
+        if not node.full or node.full not in flow.nodes:
             continue
         alt = flow.nodes[node.full]
         if alt is node or (isinstance(alt, Voicemail) and alt.mailbox == node.mailbox):
