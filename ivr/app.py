@@ -236,6 +236,7 @@ class App:
         m.describe("ivr_speech_inputs_total", "speech inputs by result")
         m.describe("ivr_sip_dtmf_received_total", "keys received, by how they came (rfc4733, info, inband)")
         m.describe("ivr_voicemail_notices_total", "mailboxes that reached 80 % or filled")
+        m.describe("ivr_sip_dial_total", "outgoing calls placed, by result (answered, busy, no-answer, failed)")
         m.describe("ivr_callback_attempts_total", "callback attempts by what followed (done, pending, failed)")
         m.describe("ivr_rtp_foreign_packets_total", "RTP packets ignored: not from the call's latched peer")
 
