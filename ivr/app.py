@@ -198,8 +198,15 @@ class App:
 
     async def _warm_prompts(self) -> None:
         """Render every fixed prompt once, so the first caller hears no delay."""
+        from .audio.g711 import PCMA, PCMU
         from .engine.call import PromptAudio
+        from .flows.model import Hold
         flow = self.flows.flow
+        for music in sorted({n.music for n in flow.nodes.values() if isinstance(n, Hold)}):
+            # Decoded and encoded now, so the first caller put on hold hears music at once.
+            for codec in (PCMU, PCMA):
+                with contextlib.suppress(Exception):
+                    await self.prompts.music(str(Path(flow.media_dir) / "moh" / music), codec)
         for _, p in iter_prompts(flow):
             if p.text and "{" in p.text:
                 continue  # rendered per call (it contains variables)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..engine.call import PromptAudio
 from .frames import RATE, split_frames, tone
+from .moh import MusicError, MusicLibrary
 from .resample import resample, to_mono16
 from .tts import EspeakTts, TtsError
 
@@ -59,6 +60,7 @@ class PromptCache:
         self._encoded: dict[tuple, tuple[bytes, ...]] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prompt-decode")
         self.misses = 0
+        self.moh = MusicLibrary(self._decode)
 
     @staticmethod
     def key(prompt: PromptAudio) -> tuple:
@@ -117,17 +119,17 @@ class PromptCache:
         return got
 
     async def music(self, folder: str, codec) -> tuple[bytes, ...]:
-        """Every audio file of a music-on-hold class, in name order, as one encoded loop."""
-        key = (("moh", folder), codec.name)
-        got = self._encoded.get(key)
-        if got is None:
-            files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
-            parts: list[bytes] = []
-            for f in files:
-                parts.extend(await self.payloads(PromptAudio(audio=str(f)), codec))
-            got = tuple(parts)
-            self._encoded[key] = got
-        return got
+        """Every audio file of a music-on-hold class, in name order, as one encoded loop.
+
+        The class is decoded once (see ivr.audio.moh.MusicLibrary) and its
+        encoding for `codec` is one tuple shared by every call on hold."""
+        try:
+            return await self.moh.payloads(folder, codec)
+        except MusicError as exc:
+            raise PromptError(str(exc)) from exc
+
+    async def _decode(self, path: str) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, decode_file, path)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

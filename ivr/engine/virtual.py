@@ -44,10 +44,16 @@ def prompt_seconds(prompt: PromptAudio) -> float:
 
 @dataclass
 class HoldSpan:
+    """One stretch of music on hold: its class, mode, when it played (loop time) and
+    `at`, where in the music it began, in seconds of music (not wrapped at the loop's
+    end, whose length a virtual call does not know): for resume, what this caller had
+    heard of the class before; for stream, the loop's clock, the stream's own time."""
+
     music: str
     mode: str
     start: float
     end: float | None = None
+    at: float = 0.0
 
 
 @dataclass
@@ -64,6 +70,7 @@ class VirtualCall:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.played: list[tuple[float, PromptAudio, bool]] = []  # (start, prompt, completed)
         self.holds: list[HoldSpan] = []
+        self.music_heard: dict[str, float] = {}  # resume class -> seconds heard
         self.transfers: list[tuple[str, dict[str, str], str | None]] = []
         self.ended: str | None = None
         self.playing: PromptAudio | None = None
@@ -119,11 +126,17 @@ class VirtualCall:
         yield b""  # pragma: no cover
 
     async def start_hold(self, music: str, mode: str) -> None:
-        self.holds.append(HoldSpan(music, mode, asyncio.get_running_loop().time()))
+        await self.stop_hold()  # as on a line: starting the music again first stops what plays
+        now = asyncio.get_running_loop().time()
+        at = now if mode == "stream" else self.music_heard.get(music, 0.0)
+        self.holds.append(HoldSpan(music, mode, now, at=at))
 
     async def stop_hold(self) -> None:
         if self.holds and self.holds[-1].end is None:
-            self.holds[-1].end = asyncio.get_running_loop().time()
+            span = self.holds[-1]
+            span.end = asyncio.get_running_loop().time()
+            if span.mode == "resume":
+                self.music_heard[span.music] = span.at + (span.end - span.start)
 
     async def record(self, max_s: float, end_keys: str = "#", silence_s: float = 5.0) -> Recording:
         loop = asyncio.get_running_loop()

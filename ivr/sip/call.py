@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..audio.frames import FRAME_BYTES, split_frames
 from ..audio.g711 import G711Codec
+from ..audio.moh import CallerMusic
 from ..audio.prompts import PromptCache, PromptError
 from ..engine.call import Dtmf, Event, Hangup, PlayResult, PromptAudio, Recording, TransferResult
 from .dialog import Dialog
@@ -37,8 +38,7 @@ class SipCall:
         self.dialled = dialled
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.ended = False
-        self.hold_positions: dict[str, int] = {}  # music class -> frame index (resume mode)
-        self._hold: tuple[str, str] | None = None
+        self.moh = CallerMusic()  # music on hold: what plays, and where each resume class continues
         self._recording: asyncio.Queue | None = None
         self._transfer: asyncio.Future | None = None
         self.reply_to: object = dialog.source.addr  # where responses to the INVITE go
@@ -108,25 +108,13 @@ class SipCall:
         except PromptError as exc:
             self.server.note_error(f"music on hold failed: {exc}")
             return
-        if not payloads:
-            return
-        if mode == "stream":
-            # Everyone on this class hears the same point of the track: a function of the clock.
-            start = int(asyncio.get_running_loop().time() / 0.02) % len(payloads)
-        else:
-            start = self.hold_positions.get(music, 0)
-        self._hold = (music, mode)
-        self.rtp.play(payloads, loop_forever=True, start=start)
+        if self.ended:
+            return  # the caller hung up while the class was being decoded
+        self.rtp.feed(self.moh.start(music, mode, payloads, self.rtp.clock))
 
     async def stop_hold(self) -> None:
-        if self._hold is None:
-            return
-        music, mode = self._hold
-        self._hold = None
-        src = self.rtp.source
-        if src is not None and src.loop_forever:
-            if mode == "resume":
-                self.hold_positions[music] = src.pos % max(1, len(src.payloads))
+        src = self.moh.stop()  # a resume class keeps its place here
+        if src is not None and self.rtp.source is src:
             self.rtp.stop()
 
     async def record(self, max_s: float, end_keys: str = "#", silence_s: float = 5.0) -> Recording:
@@ -135,8 +123,9 @@ class SipCall:
         frames: list[bytes] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_s
-        quiet = 0
-        quiet_limit = int(silence_s / 0.02)
+        # Silence is measured in time since the caller last made a sound, not in quiet
+        # frames: a phone that stops sending RTP when its user is quiet sends none at all.
+        voiced = loop.time()
         ended = "max-length"
 
         async def pump():
@@ -146,13 +135,16 @@ class SipCall:
         feeder = asyncio.ensure_future(pump())
         try:
             while True:
-                left = deadline - loop.time()
-                if left <= 0:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if now - voiced >= silence_s:
+                    ended = "silence"
                     break
                 try:
-                    kind, value = await asyncio.wait_for(q.get(), left)
+                    kind, value = await asyncio.wait_for(q.get(), min(deadline, voiced + silence_s) - now)
                 except TimeoutError:
-                    break
+                    continue
                 if kind == "hangup":
                     ended = "hangup"
                     break
@@ -162,10 +154,8 @@ class SipCall:
                         break
                     continue
                 frames.append(value)
-                quiet = quiet + 1 if _rms(value) < SILENCE_RMS else 0
-                if quiet >= quiet_limit:
-                    ended = "silence"
-                    break
+                if _rms(value) >= SILENCE_RMS:
+                    voiced = loop.time()
         finally:
             self._recording = None
             feeder.cancel()

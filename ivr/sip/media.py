@@ -24,6 +24,7 @@ import secrets
 import socket
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
 from ..audio.clock import MediaClock
 from ..audio.dtmf_detect import InbandDtmfDetector
@@ -35,21 +36,30 @@ _HEADER = struct.Struct("!BBHII")
 LEARN_PACKETS = 3  # packets in sequence from an address the SDP did not name before we latch to it
 
 
-class Source:
-    """Encoded payloads to send in turn; `done` resolves when they run out or are stopped."""
+class Feed(Protocol):
+    """What a session sends from, one payload per tick: a prompt's Source, music on hold
+    (ivr.audio.moh). `next()` is called only when a packet goes out (or would, while the
+    peer holds us), so a source always knows what was really sent."""
 
-    def __init__(self, payloads: tuple[bytes, ...], loop_forever: bool = False, start: int = 0) -> None:
+    def next(self) -> bytes | None:
+        ...
+
+    def finish(self, completed: bool) -> None:
+        ...
+
+
+class Source:
+    """A prompt's encoded payloads, sent in turn; `done` resolves when they run out or are stopped."""
+
+    def __init__(self, payloads: tuple[bytes, ...]) -> None:
         self.payloads = payloads
-        self.pos = start
-        self.loop_forever = loop_forever
+        self.pos = 0
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def next(self) -> bytes | None:
         if self.pos >= len(self.payloads):
-            if not self.loop_forever or not self.payloads:
-                self.finish(True)
-                return None
-            self.pos = 0
+            self.finish(True)
+            return None
         p = self.payloads[self.pos]
         self.pos += 1
         return p
@@ -78,7 +88,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.seq = secrets.randbits(16)
         self.ts = secrets.randbits(32)
         self.marker = True
-        self.source: Source | None = None
+        self.source: Feed | None = None
         self.sending = True  # False while the peer has put us on hold (sendonly/inactive)
         self.silence = bytes([codec.silence]) * 160
         self.listeners: list[asyncio.Queue] = []
@@ -169,13 +179,18 @@ class RtpSession(asyncio.DatagramProtocol):
         self.ts = (self.ts + 160) & 0xFFFFFFFF
         self.sent += 1
 
-    def play(self, payloads: tuple[bytes, ...], *, loop_forever: bool = False, start: int = 0) -> Source:
-        """Start sending `payloads` (replacing what plays); returns its Source."""
-        if self.source is not None:
+    def play(self, payloads: tuple[bytes, ...]) -> Source:
+        """Start sending a prompt's `payloads` (replacing what plays); returns its Source."""
+        src = Source(payloads)
+        self.feed(src)
+        return src
+
+    def feed(self, source: Feed) -> None:
+        """Send from `source` from the next tick on, replacing (and finishing) what plays."""
+        if self.source is not None and self.source is not source:
             self.source.finish(False)
-        self.source = Source(payloads, loop_forever, start)
+        self.source = source
         self.marker = True  # a new talk spurt
-        return self.source
 
     def stop(self) -> None:
         if self.source is not None:

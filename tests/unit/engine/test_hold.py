@@ -124,3 +124,55 @@ def test_hanging_up_on_hold_abandons_and_stops_the_music(sim, hold):
     assert call.holds[-1].end == 20.0
     assert j.duration_s == 20.0
     assert texts(j) == ["Please hold."]
+
+
+JOURNEY = """
+start:
+  kind: hold
+  music: jazz
+  max_wait: 60s
+  announcements:
+    - {after: 3s, prompt: "Please keep holding."}
+  options:
+    - {key: 5, goto: choices}
+  next: done
+choices:
+  kind: menu
+  prompt: "Press one to go back to the queue."
+  options:
+    - {key: 1, goto: queue}
+queue: {kind: hold, music: jazz, max_wait: 4s, next: done}
+done: {kind: hangup}
+"""
+
+
+def _music(call) -> list[tuple[float, float, float]]:
+    """(start, end, where in the music it began) of each stretch that played."""
+    return [(h.start, h.end, h.at) for h in call.holds if h.end != h.start]
+
+
+def test_resume_music_carries_on_over_an_announcement_a_menu_and_another_hold_node(sim):
+    """hold -> announcement -> hold -> menu -> another hold node of the class: each stretch of
+    music begins where the last one stopped, never at the start."""
+    j, call, _ = sim.run(sim.flow(JOURNEY), [(6, "5"), (3, "1")])
+    assert j.path == ["start", "choices", "queue", "done"]
+    spans = _music(call)
+    assert len(spans) == 3
+    assert {(h.music, h.mode) for h in call.holds} == {("jazz", "resume")}
+    assert spans[0][2] == 0.0
+    for (s0, e0, at0), (s1, _, at1) in zip(spans, spans[1:], strict=False):
+        assert s1 > e0  # something else played in between
+        assert at1 == pytest.approx(at0 + (e0 - s0))
+    assert spans[1][2] == pytest.approx(3.0)
+    assert call.music_heard["jazz"] == pytest.approx(sum(e - s for s, e, _ in spans))
+
+
+def test_stream_music_rejoins_the_running_stream(sim):
+    """The class's mode from the flow's `music:` section: every stretch joins the stream at
+    the clock's time, so the time on the line is the time in the music."""
+    flow = sim.flow(JOURNEY, extra="music:\n  jazz: {mode: stream}\n")
+    _, call, _ = sim.run(flow, [(6, "5"), (3, "1")])
+    spans = _music(call)
+    assert len(spans) == 3 and {h.mode for h in call.holds} == {"stream"}
+    assert all(at == start for start, _, at in spans)
+    assert call.music_heard == {}

@@ -169,7 +169,8 @@ def serve_banner(tmp_path: Path, *flags: str) -> tuple[list[str], int]:
     text += rest.decode(errors="replace")
     lines = text.splitlines()
     start = next((i for i, ln in enumerate(lines) if ln.startswith("IVR engine running")), len(lines))
-    banner = lines[start:start + 6] if start < len(lines) else lines
+    end = next((i for i, ln in enumerate(lines) if "hand-offs go to" in ln and i >= start), len(lines) - 1)
+    banner = lines[start:end + 1] if start < len(lines) else lines
     return banner, proc.returncode
 
 
