@@ -114,6 +114,7 @@ class App:
         self.worker: CallbackWorker | None = None
         self.api_token = settings.api_token or _token(data / "api-token")
         self._background: set[asyncio.Task] = set()
+        self._warm: asyncio.Task | None = None
         refer = SipReferRouter(settings.queue_targets, settings.agents)
         self.router = HttpRouter(settings.router_url, fallback=refer) if settings.router == "http" else refer
 
@@ -171,7 +172,7 @@ class App:
         self._gauges()
         await self._start_http()
         self.flows.start_watching(s.watch_s)
-        asyncio.get_running_loop().create_task(self._warm_prompts())
+        self._warm = asyncio.get_running_loop().create_task(self._warm_prompts())
 
     def _mailbox_limits(self, name: str):
         return self.flows.flow.mailbox(name)
@@ -316,6 +317,10 @@ class App:
         return max(admitted, len(self.calls))
 
     async def stop(self) -> None:
+        if self._warm is not None:
+            self._warm.cancel()  # starts no more renders; those running finish below
+        if self.prompts is not None:
+            await self.prompts.settle(10.0)
         self.flows.stop()
         if self.registration is not None:
             await self.registration.stop()  # before the SIP socket closes: the un-REGISTER needs it

@@ -131,5 +131,13 @@ class PromptCache:
     async def _decode(self, path: str) -> bytes:
         return await asyncio.get_running_loop().run_in_executor(self._pool, decode_file, path)
 
+    async def settle(self, timeout: float) -> None:
+        """Let renders in progress finish (at most `timeout` seconds). A text-to-speech
+        subprocess cancelled while asyncio still connects its pipes can hang the loop's
+        shutdown, so renders are finished rather than cancelled when the server stops."""
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
