@@ -65,18 +65,23 @@ def store(tmp_path):
     s.close()
 
 
-def test_a_due_callback_is_dialled_greeted_and_handed_over_with_its_context(store):
-    router, dial = RecordingRouter(), Dialler()
-
+def keep(store, dial, router, req: CallbackRequest, until_status: str) -> dict:
+    """Store `req`, run a worker until the request reaches `until_status`; the row then."""
     async def go():
-        cb_id = await store.store(request())
+        cb_id = await store.store(req)
         worker = CallbackWorker(store, dial, router, poll_s=0.02)
         worker.start()
-        await until(lambda: _status(store, cb_id, "done"))
+        await until(lambda: _status(store, cb_id, until_status))
         await worker.stop()
         return await store.get(cb_id)
 
-    row = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_a_due_callback_is_dialled_greeted_and_handed_over_with_its_context(store):
+    router, dial = RecordingRouter(), Dialler()
+
+    row = keep(store, dial, router, request(), "done")
     assert row["attempts"] == 1 and row["last_result"].startswith("answered")
     [payload] = router.payloads
     assert payload["reason"] == "callback" and payload["variables"] == {"account": "12345678"}
@@ -89,15 +94,7 @@ def test_a_due_callback_is_dialled_greeted_and_handed_over_with_its_context(stor
 def test_an_unanswered_callee_is_retried_per_policy_then_failed(store):
     router, dial = RecordingRouter(), Dialler(["486 Busy Here", "408 no answer", "480 Unavailable"])
 
-    async def go():
-        cb_id = await store.store(request(attempts=3, retry_after=0.3))
-        worker = CallbackWorker(store, dial, router, poll_s=0.02)
-        worker.start()
-        await until(lambda: _status(store, cb_id, "failed"))
-        await worker.stop()
-        return await store.get(cb_id)
-
-    row = asyncio.run(go())
+    row = keep(store, dial, router, request(attempts=3, retry_after=0.3), "failed")
     assert row["attempts"] == 3 and "480" in row["last_result"]
     times = [t for _, t in dial.dialled]
     assert len(times) == 3
@@ -108,15 +105,7 @@ def test_an_unanswered_callee_is_retried_per_policy_then_failed(store):
 def test_a_refusing_router_counts_as_an_attempt(store):
     router, dial = RecordingRouter(accept=False), Dialler()
 
-    async def go():
-        cb_id = await store.store(request(attempts=2, retry_after=0.1))
-        worker = CallbackWorker(store, dial, router, poll_s=0.02)
-        worker.start()
-        await until(lambda: _status(store, cb_id, "failed"))
-        await worker.stop()
-        return await store.get(cb_id)
-
-    row = asyncio.run(go())
+    row = keep(store, dial, router, request(attempts=2, retry_after=0.1), "failed")
     assert row["attempts"] == 2 and "router refused" in row["last_result"]
     assert len(dial.calls) == 2
 
