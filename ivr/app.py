@@ -48,6 +48,7 @@ class Settings:
     soft_capacity: int | None = None
     router: str = "sip-refer"
     router_url: str | None = None
+    router_status_url: str | None = None  # GET template for a waiting caller's place ({queue}, {call_id})
     agents: str = "sip:agents@127.0.0.1:5070"
     queue_targets: dict[str, str] = field(default_factory=dict)
     ring_s: float = 0.0
@@ -116,7 +117,8 @@ class App:
         self._background: set[asyncio.Task] = set()
         self._warm: asyncio.Task | None = None
         refer = SipReferRouter(settings.queue_targets, settings.agents)
-        self.router = HttpRouter(settings.router_url, fallback=refer) if settings.router == "http" else refer
+        self.router = HttpRouter(settings.router_url, fallback=refer, status_url=settings.router_status_url) \
+            if settings.router == "http" else refer
 
     def check_startup(self) -> list[str]:
         """Problems that stop the server from starting (invalid flows, no TTS for text prompts)."""

@@ -154,6 +154,7 @@ def cmd_serve(args) -> int:
         flows=args.flows, sip_host=sip_host, sip_port=sip_port, http_host=http_host, http_port=http_port,
         data=args.data, public_host=args.public_host, rtp_ports=range(int(lo), int(hi or lo) + 1),
         capacity=args.capacity, soft_capacity=args.soft_capacity, router=args.router, router_url=args.router_url,
+        router_status_url=args.router_status_url,
         agents=args.agents, queue_targets=dict(t.split("=", 1) for t in args.queue_target or ()),
         ring_s=args.ring, speech_engine=args.speech_engine, vosk_model=args.vosk_model,
         speech_workers=args.speech_workers, trunk=args.trunk, caller_id=args.caller_id,
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--soft-capacity", type=int, help="above this many calls, new callers take the flow's overflow path")
     r.add_argument("--router", choices=["sip-refer", "http"], default="sip-refer", help="how calls reach people")
     r.add_argument("--router-url", help="the HTTP router's URL (with --router http)")
+    r.add_argument("--router-status-url", metavar="URL",
+                   help="with --router http: GET a waiting caller's place, {queue} and {call_id} replaced")
     r.add_argument("--agents", default="sip:agents@127.0.0.1:5070", help="default SIP target of hand-offs")
     r.add_argument("--queue-target", action="append", metavar="QUEUE=URI", help="SIP target for one queue")
     r.add_argument("--ring", type=float, default=0.0, help="seconds of ringing before answering")

@@ -108,11 +108,23 @@ class RouterResult:
     transfer: TransferResult | None = None
 
 
+@dataclass
+class QueueStatus:
+    """Where a waiting caller stands in a router queue, as far as the router knows."""
+
+    position: int | None = None  # 1: next to be answered
+    expected_wait_s: float | None = None
+
+
 class Router(Protocol):
     """Takes calls to people: a SIP REFER target, an HTTP router, a built-in queue."""
 
     async def handoff(self, call: Call, payload: dict[str, Any], target: str | None) -> RouterResult:
         """Hand the call over with the payload; accepted=False sends the flow to on_failure."""
+        ...
+
+    async def queue_status(self, queue: str, call_id: str) -> QueueStatus | None:
+        """The caller's place and expected wait in `queue`, or None when the router cannot say."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .expr import Expr, ExprError, compile_expr
+from .expr import Expr, ExprError, compile_expr, template_fields
 from .fields import (
     INVALID,
     NAME_RE,
@@ -37,6 +37,8 @@ from .yamlsrc import Pos, Scalar
 
 # Whole requests as well as single words: a grammar recogniser matches the whole
 # utterance, so "talk to an agent" is heard best when it is a phrase of its own.
+# Words a hold announcement may say that the router fills in: the caller's place and wait.
+QUEUE_WORDS = ("position", "wait")
 DEFAULT_ESCAPE_PHRASES = ["agent", "representative", "operator", "human", "person", "talk to an agent",
                           "speak to an agent", "talk to someone", "speak to someone"]
 
@@ -439,6 +441,8 @@ class Hold(Node):
 
     KIND: ClassVar[str] = "hold"
     music: str = spec(Text(NAME_RE, "a music class"), "music class: a folder under media/moh/", default="default")
+    queue: str | None = spec(Text(NAME_RE, "a queue name"), "the router queue the caller waits in: "
+                             "announcements may then say {position} and {wait}")
     mode: str | None = spec(Choice("resume", "stream"), "resume: continue where this caller left off; "
                             "stream: join the running stream (default: the class's mode under music:, else resume)")
     max_wait: float = spec(Duration(1, 4 * 3600), "how long to hold before `next`", default=60.0)
@@ -449,6 +453,11 @@ class Hold(Node):
     def edges(self):
         out = [Edge(o.goto, "hold-option", f"key {o.key}", o.at("goto")) for o in self.options if o.goto]
         return out + self._e("next", "next", f"after {self.max_wait:g}s")
+
+
+def queue_words(prompts: list) -> set[str]:
+    """Which of the router-given words ({position}, {wait}) hold announcements use."""
+    return {name for p in prompts for name, _, _ in template_fields(p.text or "") if name in QUEUE_WORDS}
 
 
 @dataclass
@@ -489,7 +498,7 @@ class Callback(Node):
     retry_after: float = spec(Duration(10, 24 * 3600), "wait between attempts that were not answered",
                               default=300.0)
     greeting: list = spec(PROMPTS, "said when the callee answers, before the call goes to the queue",
-                          factory=lambda: [_prompt("Hello, this is your callback from {line}. "
+                          factory=lambda: [_prompt("Hello, this is your callback from {flow}. "
                                                    "Please hold while we connect you.")])
     prompt: list | None = spec(PROMPTS, "said before the number is confirmed")
     next: str | None = spec(Target(), "where to go after the request is stored (default: thank and hang up)")

@@ -18,6 +18,7 @@ from .model import (
     HUMAN_PATH_KINDS,
     PERSON_KINDS,
     PROMPTS,
+    QUEUE_WORDS,
     Branch,
     Callback,
     CallSubflow,
@@ -36,6 +37,7 @@ from .model import (
     Say,
     SetVars,
     Voicemail,
+    queue_words,
 )
 from .yamlsrc import Pos
 
@@ -380,6 +382,21 @@ def check_callback_keys(flow: Flow, report: Report) -> None:
 
 
 @rule
+def check_hold_queue_words(flow: Flow, report: Report) -> None:
+    for node in flow.nodes.values():
+        if not isinstance(node, Hold) or node.queue:
+            continue
+        for ann in node.announcements:
+            for p in ann.prompt:
+                words = sorted(queue_words([p]))
+                if words:
+                    report.warning("hold-queue-words", f"{node.id}: an announcement says "
+                                   f"{', '.join('{' + w + '}' for w in words)} but the hold names no queue, "
+                                   "so it is never said", p.pos if p.pos.line else ann.pos,
+                                   "add queue: (the router queue the caller waits in)")
+
+
+@rule
 def check_voicemail(flow: Flow, report: Report) -> None:
     for node in flow.nodes.values():
         if not isinstance(node, Voicemail):
@@ -469,6 +486,10 @@ def check_prompts(flow: Flow, report: Report) -> None:
                 if f.metadata["required"] and f.metadata["ftype"] is PROMPTS and getattr(s, f.name) == []:
                     report.error("empty-prompt", f"{node.id}: {yaml_name(f)} is an empty list", s.at(f.name),
                                  "add at least one prompt with text: or audio:")
+    # Hold announcements may also say the caller's place and wait, which the router gives
+    # (a hold without a queue is reported by hold-queue-words instead).
+    announced = {id(p) for n in flow.nodes.values() if isinstance(n, Hold)
+                 for a in n.announcements for p in a.prompt}
     for owner, p in iter_prompts(flow):
         if not p.text and not p.audio:
             report.error("empty-prompt", f"{owner}: a prompt with neither text nor audio", p.pos,
@@ -481,7 +502,7 @@ def check_prompts(flow: Flow, report: Report) -> None:
                 elif fmt and fmt not in TEMPLATE_FORMATS:
                     report.error("bad-template", f"{owner}: unknown format {fmt!r} in {{{name}:{fmt}}}",
                                  p.at("text"), "formats: " + ", ".join(TEMPLATE_FORMATS))
-                elif name not in known:
+                elif name not in known and not (name in QUEUE_WORDS and id(p) in announced):
                     report.warning("unknown-variable", f"{owner}: prompt uses {{{name}}}, which is never set",
                                    p.at("text"), did_you_mean(name, known))
 

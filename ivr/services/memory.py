@@ -10,7 +10,7 @@ from typing import Any
 
 from ..engine.call import Call, Recording
 from ..engine.handoff import summary_headers
-from ..engine.services import CallbackRequest, Reservation, RouterResult, VoicemailFull
+from ..engine.services import CallbackRequest, QueueStatus, Reservation, RouterResult, VoicemailFull
 from ..flows.model import Mailbox
 from .mailbox import Usage, crossings, room
 
@@ -100,11 +100,16 @@ class RecordingRouter:
     With `transfer=True` it also asks the call to transfer to the target, as the
     SIP REFER adapter does, so the call's own transfer path is exercised."""
 
-    def __init__(self, accept: bool = True, transfer: bool = False, default_target: str = "queue:") -> None:
+    def __init__(self, accept: bool = True, transfer: bool = False, default_target: str = "queue:",
+                 status: QueueStatus | None = None) -> None:
         self.accept = accept
         self.transfer = transfer
         self.default_target = default_target
+        self.status = status  # what queue_status() answers (None: the router cannot say)
         self.payloads: list[dict[str, Any]] = []
+
+    async def queue_status(self, queue: str, call_id: str) -> QueueStatus | None:
+        return self.status
 
     async def handoff(self, call: Call, payload: dict[str, Any], target: str | None) -> RouterResult:
         self.payloads.append(payload)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from ..engine.call import Call
 from ..engine.handoff import summary_headers
-from ..engine.services import RouterResult
+from ..engine.services import QueueStatus, RouterResult
 
 log = logging.getLogger("ivr.router")
 
@@ -66,16 +66,44 @@ class SipReferRouter:
             log.info("hand-off of %s to %s refused: %s", payload["call_id"], dest, result.detail)
         return RouterResult(result.ok, result.detail, result)
 
+    async def queue_status(self, queue: str, call_id: str) -> QueueStatus | None:
+        """A REFER target knows nothing of queues."""
+        return None
+
 
 class HttpRouter:
     """Asks an HTTP router what to do with the call; transfers where it says."""
 
     name = "http"
 
-    def __init__(self, url: str, timeout: float = 5.0, fallback: SipReferRouter | None = None) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, fallback: SipReferRouter | None = None,
+                 status_url: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
         self.fallback = fallback
+        # GET template for a waiting caller's place: http://router/queues/{queue}?call_id={call_id}
+        self.status_url = status_url
+
+    async def queue_status(self, queue: str, call_id: str) -> QueueStatus | None:
+        """Ask the router where the caller stands: `{"position": 3, "expected_wait_s": 240}`.
+        Short timeout: an announcement is not worth more than a second of silence."""
+        if not self.status_url:
+            return None
+        import aiohttp
+
+        url = self.status_url.format(queue=quote(queue, safe=""), call_id=quote(call_id, safe=""))
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session, \
+                    session.get(url) as resp:
+                answer = await resp.json(content_type=None) if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.info("queue status from %s failed: %s", url, exc)
+            return None
+        if not isinstance(answer, dict):
+            return None
+        pos, wait = answer.get("position"), answer.get("expected_wait_s")
+        return QueueStatus(int(pos) if isinstance(pos, (int, float)) and pos >= 1 else None,
+                           float(wait) if isinstance(wait, (int, float)) and wait >= 0 else None)
 
     async def handoff(self, call: Call, payload: dict[str, Any], target: str | None) -> RouterResult:
         import aiohttp

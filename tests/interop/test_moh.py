@@ -287,3 +287,48 @@ def test_stream_callers_hear_the_same_moment(serve, tmp_path):
     offsets = [(who, _circular(z - first, length)) for who, z in zeros]
     print("stream: track start vs caller A's first stretch (s):", [(w, round(o, 4)) for w, o in offsets])
     assert all(abs(o) <= TOLERANCE for _, o in offsets), offsets
+
+
+def test_a_hold_announcement_says_the_place_the_router_reports(serve, tmp_path):
+    """The HTTP router is asked where the caller stands, just before the announcement."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from .conftest import HERE, with_media
+    from .test_sipp import _errors, run_sipp
+
+    asked: list[str] = []
+
+    class Router(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            asked.append(self.path)
+            body = json.dumps({"position": 2, "expected_wait_s": 185}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Router)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{http.server_address[1]}"
+    try:
+        server = serve(with_media(tmp_path, HERE / "flows" / "queue_status.yaml"), "--router", "http",
+                       "--router-url", f"{base}/handoff",
+                       "--router-status-url", base + "/queues/{queue}?call_id={call_id}")
+        proc = run_sipp(tmp_path, "uac_audio_until_bye.xml", server.sip_port, calls=1, timeout=40,
+                        bye_ms="20000")
+        assert proc.returncode == 0, _errors(tmp_path)
+        [journey] = server.wait_journeys(1)
+    finally:
+        http.shutdown()
+        http.server_close()
+    assert asked == [f"/queues/billing?call_id={journey['call_id']}"]
+    assert [p["text"] for p in journey["prompts"]][0] == \
+        "You are number 2 in the queue. Your wait is about 3 minutes."
+    assert [(n["position"], n["wait"]) for n in journey["notes"] if n["what"] == "queue-status"] == \
+        [(2, "3 minutes")]

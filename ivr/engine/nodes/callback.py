@@ -105,7 +105,7 @@ async def _store(ctx: CallContext, node: Callback, number: str) -> Go | End:
     now = ctx.services.clock.now()
     due = now + dt.timedelta(seconds=node.within)
     dial_at = now + dt.timedelta(seconds=node.dial_after) if node.dial_after is not None else None
-    greeting = " ".join(a.text for a in (ctx.render(p, line=ctx.flow.name) for p in node.greeting) if a.text)
+    greeting = " ".join(a.text for a in (ctx.render(p) for p in node.greeting) if a.text)
     try:
         cb_id = await ctx.services.callbacks.store(CallbackRequest(
             number=number, queue=node.queue or "", due_by=due, context=context, call_id=ctx.call.call_id,

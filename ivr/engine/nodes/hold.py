@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ...flows.model import Hold
+from ...flows.model import Hold, queue_words
 from ..call import Dtmf
 from ..context import CallContext, Go
 from ..journey import InputRecord
@@ -32,8 +32,11 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
                 due.remove((t, i))
                 if ann.every:
                     due.append((t + ann.every, i))
+                prompts = await _announcement(ctx, node, ann.prompt)
+                if prompts is None:
+                    continue
                 await ctx.call.stop_hold()
-                await ctx.play(ann.prompt, bargein=bool(by_key))
+                await ctx.play(prompts, bargein=bool(by_key))
                 while ctx.typeahead:
                     key = ctx.typeahead.popleft()
                     if key.digit in by_key:
@@ -51,6 +54,30 @@ async def run_hold(ctx: CallContext, node: Hold) -> Go:
         ctx.journey.emit("listen-end", node=node.id)
         await ctx.call.stop_hold()
         ctx.note("hold-end", waited_s=round(ctx.loop.time() - start, 3))
+
+
+async def _announcement(ctx: CallContext, node: Hold, prompts: list) -> list | None:
+    """The announcement rendered with the caller's place in the queue, or None when it
+    speaks of a place or wait the router cannot give (better unsaid than said blank)."""
+    wanted = queue_words(prompts)
+    if not wanted:
+        return prompts
+    status = await ctx.services.router.queue_status(node.queue, ctx.call.call_id) if node.queue else None
+    extra = {"position": status.position if status else None,
+             "wait": _minutes(status.expected_wait_s) if status and status.expected_wait_s is not None else None}
+    missing = sorted(w for w in wanted if extra[w] is None)
+    if missing:
+        ctx.note("announcement-skipped", unknown=missing)
+        return None
+    ctx.note("queue-status", position=extra["position"], wait=extra["wait"])
+    return [ctx.render(p, **extra) for p in prompts]
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return "less than a minute"
+    minutes = round(seconds / 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 def _chosen(ctx: CallContext, node: Hold, key: str) -> Go:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ivr.engine.services import QueueStatus
+
 from .conftest import texts
 
 HOLD = """
@@ -176,3 +178,38 @@ def test_stream_music_rejoins_the_running_stream(sim):
     assert len(spans) == 3 and {h.mode for h in call.holds} == {"stream"}
     assert all(at == start for start, _, at in spans)
     assert call.music_heard == {}
+
+
+QUEUED = """
+start:
+  kind: hold
+  queue: billing
+  max_wait: 30s
+  announcements:
+    - {after: 5s, prompt: "You are number {position} in the queue. Your wait is about {wait}."}
+    - {after: 10s, prompt: "Thank you for holding."}
+  next: waited
+waited: {kind: hangup, prompt: "Waited."}
+"""
+
+
+@pytest.mark.parametrize(("status", "said"), [
+    (QueueStatus(3, 250), "You are number 3 in the queue. Your wait is about 4 minutes."),
+    (QueueStatus(1, 20), "You are number 1 in the queue. Your wait is about less than a minute."),
+])
+def test_announcements_say_the_place_the_router_gives(sim, status, said):
+    from ivr.services.memory import RecordingRouter
+
+    j, call, _ = sim.run(sim.flow(QUEUED), services=sim.services(router=RecordingRouter(status=status)))
+    assert texts(j)[:2] == [said, "Thank you for holding."]
+    # The music stopped for each announcement and carried on after it.
+    assert len(call.holds) == 3
+
+
+def test_an_announcement_the_router_cannot_fill_is_left_out(sim):
+    from ivr.services.memory import RecordingRouter
+
+    j, call, _ = sim.run(sim.flow(QUEUED), services=sim.services(router=RecordingRouter(status=None)))
+    assert texts(j) == ["Thank you for holding.", "Waited."]
+    assert [n["unknown"] for n in j.notes if n["what"] == "announcement-skipped"] == [["position", "wait"]]
+    assert len(call.holds) == 2  # no stop and restart of the music for it
