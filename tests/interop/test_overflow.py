@@ -13,7 +13,7 @@ from .test_voicemail import TOKEN, _sipp_in_background
 
 
 def test_over_the_soft_capacity_a_caller_is_offered_a_callback(serve, tmp_path):
-    server = serve(with_media(tmp_path, HERE / "flows" / "overflow.yaml"), "--soft-capacity", "1", "--api-token", TOKEN)
+    server = serve(with_media(tmp_path, HERE / "flows" / "overflow_callback.yaml"), "--soft-capacity", "1", "--api-token", TOKEN)
     holder = _sipp_in_background(tmp_path, server.sip_port)  # the first caller waits on hold
     try:
         deadline = time.monotonic() + 15
