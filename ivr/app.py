@@ -302,6 +302,8 @@ class App:
         """Stop taking calls (503), let running calls finish, then stop."""
         if self.sip is not None:
             self.sip.draining = True
+        if self.worker is not None:
+            self.worker.pause()
         if self.registration is not None:
             # Unregister first, so the registrar stops routing new calls here while calls drain.
             await self.registration.stop()
@@ -316,7 +318,8 @@ class App:
 
     def _in_progress(self) -> int:
         admitted = self.sip.admission.active if self.sip is not None else 0
-        return max(admitted, len(self.calls))
+        callbacks = len(self.worker.active) if self.worker is not None else 0
+        return max(admitted, len(self.calls)) + callbacks
 
     async def stop(self) -> None:
         if self._warm is not None:
@@ -324,6 +327,8 @@ class App:
         if self.prompts is not None:
             await self.prompts.settle(10.0)
         self.flows.stop()
+        if self.worker is not None:
+            await self.worker.stop()  # before the SIP socket closes: a cut callback still sends its BYE
         if self.registration is not None:
             await self.registration.stop()  # before the SIP socket closes: the un-REGISTER needs it
         if self.sip is not None:
@@ -331,8 +336,6 @@ class App:
         if self.http is not None:
             await self.http.cleanup()
         await self.clock.stop()
-        if self.worker is not None:
-            await self.worker.stop()
         self.callbacks.close()
         self.voicemail.close()
         if self.recognizer is not None:

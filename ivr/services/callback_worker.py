@@ -41,6 +41,7 @@ class CallbackWorker:
         self.active: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.paused = False  # draining: calls in progress finish, no new ones start
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -55,13 +56,17 @@ class CallbackWorker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    def pause(self) -> None:
+        """Start no more calls (the server drains); calls in progress go on."""
+        self.paused = True
+
     def wake(self) -> None:
         """Look for due requests now (a request was stored, a policy changed)."""
         self._wake.set()
 
     async def agent_free(self, queue: str) -> str | None:
         """An agent of `queue` is free: dial the oldest request waiting for one; its id, or None."""
-        if len(self.active) >= self.max_calls:
+        if self.paused or len(self.active) >= self.max_calls:
             return None
         row = await self.store.claim_for_agent(queue)
         if row is None:
@@ -71,7 +76,7 @@ class CallbackWorker:
 
     async def _run(self) -> None:
         while True:
-            free = self.max_calls - len(self.active)
+            free = 0 if self.paused else self.max_calls - len(self.active)
             if free > 0:
                 try:
                     for row in await self.store.claim_due(free):

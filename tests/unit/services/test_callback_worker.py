@@ -164,3 +164,21 @@ def test_claiming_never_hands_one_row_out_twice(store):
 async def _status(store, cb_id, status):
     row = await store.get(cb_id)
     return row is not None and row["status"] == status
+
+
+def test_a_paused_worker_starts_no_calls(store):
+    router, dial = RecordingRouter(), Dialler()
+
+    async def go():
+        cb_id = await store.store(request())
+        waiting = await store.store(request(dial_in=None))
+        worker = CallbackWorker(store, dial, router, poll_s=0.02)
+        worker.pause()  # the server drains
+        worker.start()
+        await asyncio.sleep(0.2)
+        assert await worker.agent_free("billing") is None
+        await worker.stop()
+        return [(await store.get(i))["status"] for i in (cb_id, waiting)]
+
+    assert asyncio.run(go()) == ["pending", "pending"]
+    assert dial.dialled == []
