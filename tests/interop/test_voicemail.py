@@ -14,7 +14,14 @@ import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .conftest import HERE, free_media_port, free_port, start_server, stop_server
+import numpy as np
+
+from ivr.audio import g711
+
+from .audio_match import find, line_prompt, pcm_array
+from .conftest import HERE, free_media_port, free_port, need, start_server, stop_server
+from .sipclient import Call, Peer, Rtp
+from .test_moh import Recorder, _press, _wait_bye
 from .test_sipp import _errors, run_sipp
 
 TOKEN = "interop-token"
@@ -176,11 +183,49 @@ def test_kill_during_a_recording_leaves_no_partial_message(tmp_path):
 def _sipp_in_background(tmp: Path, port: int) -> subprocess.Popen:
     from string import Template
 
-    from .conftest import need
-
     text = Template((HERE / "scenarios" / "uac_audio_until_bye.xml").read_text()).substitute(bye_ms="60000")
     sc = tmp / "kill.xml"
     sc.write_text(text)
     return subprocess.Popen([need("sipp"), "-sf", str(sc), "-s", "ivr", f"127.0.0.1:{port}", "-i", "127.0.0.1",
                              "-p", str(free_port()), "-mp", str(free_media_port()), "-m", "1", "-nostdin",
                              "-timeout", "60s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+
+
+def test_review_plays_the_callers_own_message_back(serve, tmp_path):
+    """A caller records, presses # and then 1: they hear their own message, sample for
+    sample as it came down the line; # saves it."""
+    need("espeak-ng")
+    flows = flow_file(tmp_path, "http://127.0.0.1:9/unused", max_length="20s")
+    flows.write_text(flows.read_text().replace("review: false", "review: true"))
+    server = serve(flows, "--api-token", TOKEN)
+    message = line_prompt("Please call me back about my gas bill, my number is on the account.")
+    peer = Peer(server.sip_port)
+    call = Call(peer)
+    try:
+        call.start()
+        heard = Recorder(call.rtp).start()
+        rtp = Rtp()
+        call.send_rtp(rtp.audio(125))  # 2.5 s of silence: the greeting and the beep
+        encoded = g711.ulaw_encode(message)
+        call.send_rtp([rtp.packet(0, encoded[i:i + 160]) for i in range(0, len(encoded) - 159, 160)])
+        call.send_rtp(rtp.audio(25))
+        _press(call, rtp, "#")  # the end of the message
+        time.sleep(1.5)
+        _press(call, rtp, "1")  # listen (cuts the review prompt short)
+        time.sleep(len(message) / 16000 + 2.5)
+        _press(call, rtp, "#")  # save
+        _wait_bye(call)
+        heard.stop()
+    finally:
+        call.close()
+        peer.close()
+    pcm, _ = heard.timeline()
+    # The message's own quiet ends are not kept (trailing silence is trimmed) nor played.
+    voiced = np.flatnonzero(np.abs(pcm_array(message)) > 300)
+    match = find(pcm, message[voiced[0] * 2:(voiced[-1] + 1) * 2])
+    assert match.score > 0.99, match  # sample for sample when nothing is lost (about 1.0)
+    [journey] = server.wait_journeys(1)
+    assert [n["choice"] for n in journey["notes"] if n["what"] == "review"] == ["listen", "save"]
+    assert journey["outcome"] == "voicemail" and journey["voicemail"]["ended_by"] == "key"
+    [msg] = api(server, "/api/mailboxes/race/messages")
+    assert abs(msg["seconds"] - len(message) / 16000) < 3.0
