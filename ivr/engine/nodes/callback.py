@@ -39,7 +39,9 @@ def _when(seconds: float) -> str:
 
 
 async def run_callback(ctx: CallContext, node: Callback) -> Go | End:
-    number = re.sub(r"[^\d+]", "", ctx.call.caller or "")
+    # Only a caller id that is a phone number (not an address such as webrtc:127.0.0.1).
+    caller = re.sub(r"^(sips?|tel):|@.*$", "", ctx.call.caller or "")
+    number = re.sub(r"[\s\-().]", "", caller)
     if node.number == "ask" or not NUMBER.match(number):
         number = None
     keys, esc_phrases, _ = ctx.flow.escape_for(node)

@@ -176,3 +176,12 @@ bye: {kind: hangup, prompt: "Bye now."}
     assert texts(j)[-1] == "Bye now."
     assert "Goodbye." not in texts(j)
     assert j.outcome == "callback"  # the hangup node keeps the resolution
+
+
+def test_a_caller_id_that_is_an_address_is_not_offered_as_a_number(sim, flow):
+    from ivr.engine.virtual import VirtualCall
+
+    store = MemoryCallbacks()
+    sim.run(flow, [(2, "02079460000#"), (1, "1")], call=VirtualCall(caller="webrtc:127.0.0.1"),
+            services=sim.services(callbacks=store))
+    assert store.requests[0][1].number == "02079460000"  # asked for, never "127001"
