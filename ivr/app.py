@@ -69,6 +69,12 @@ class Settings:
     callback_calls: int = 4  # callbacks dialled at once
     callback_ring_s: float = 30.0  # ringing before an attempt counts as not answered
     api_token: str | None = None  # the admin API's token (default: made once, kept in DATA/api-token)
+    # Browser callers (ivr/webrtc/): see WebRtcSettings.
+    webrtc_max_calls: int = 50
+    webrtc_origins: list[str] = field(default_factory=list)
+    webrtc_token: str | None = None
+    ice_servers: list[str] = field(default_factory=list)
+    webrtc_hosts: list[str] = field(default_factory=list)
 
 
 def no_tts_problems(flow) -> list[str]:
@@ -105,6 +111,7 @@ class App:
         self.sip: SipServer | None = None
         self.registration: Registration | None = None
         self.http = None
+        self.webrtc = None  # ivr.webrtc.server.WebRtcServer, made with the HTTP server
         self.calls: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
         data = Path(settings.data)
@@ -249,6 +256,11 @@ class App:
         m.describe("ivr_sip_dial_total", "outgoing calls placed, by result (answered, busy, no-answer, failed)")
         m.describe("ivr_callback_attempts_total", "callback attempts by what followed (done, pending, failed)")
         m.describe("ivr_rtp_foreign_packets_total", "RTP packets ignored: not from the call's latched peer")
+        m.gauge("ivr_webrtc_calls", lambda: len(self.webrtc.live) if self.webrtc else 0,
+                "browser calls holding a place (signalling or in a call), each with its peer connection")
+        m.describe("ivr_webrtc_calls_total", "browser sockets by how they ended (answered, abandoned, no-media, "
+                   "bad-request, error, busy, refused-token, refused-origin)")
+        m.describe("ivr_webrtc_dtmf_received_total", "keys from browser callers, by how they came (datachannel, inband)")
 
     async def _start_http(self) -> None:
         from aiohttp import web
@@ -272,14 +284,39 @@ class App:
         app.router.add_get("/metrics", metrics)
         add_api(app, token=self.api_token, voicemail=self.voicemail, callbacks=self.callbacks, worker=self.worker,
                 flow=lambda: self.flows.flow)
+        self._add_webrtc(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
         await site.start()
         self.http = runner
 
-    async def on_call(self, call, overflow: bool) -> None:
-        """Run the current flow on one answered call (a reload won't change it mid-call)."""
+    def _add_webrtc(self, app) -> None:
+        """Browser callers: the signalling socket, and the softphone page when it is installed."""
+        from aiohttp import web
+
+        from .webrtc.server import WebRtcServer, WebRtcSettings
+
+        s = self.settings
+        self.webrtc = WebRtcServer(
+            WebRtcSettings(max_calls=s.webrtc_max_calls, origins=list(s.webrtc_origins), token=s.webrtc_token,
+                           ice_servers=list(s.ice_servers), hosts=list(s.webrtc_hosts)),
+            self.on_call, self.prompts, self.clock, music_root=str(Path(self.flows.flow.media_dir) / "moh"),
+            count=self.metrics.inc)
+        self.webrtc.add_routes(app)
+        page = Path(__file__).parent / "webrtc" / "softphone.html"
+
+        async def softphone(_req):
+            if not page.is_file():
+                raise web.HTTPNotFound(text="the softphone page is not installed\n")
+            return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+        app.router.add_get("/softphone", softphone)
+
+    async def on_call(self, call, overflow: bool, observers=()) -> None:
+        """Run the current flow on one answered call (a reload won't change it mid-call).
+
+        `observers` are extra journey observers of this call (a softphone page's live view)."""
         flow = self.flows.flow
         start = None
         if overflow:
@@ -292,16 +329,18 @@ class App:
         self.calls.add(task)
         try:
             journey = await run_call(flow, call, services, overflow=overflow, start=start,
-                                     observers=[self.metrics.observer])
+                                     observers=[self.metrics.observer, *observers])
         finally:
             self.calls.discard(task)
         with self.journeys.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(journey.to_dict(), default=str) + "\n")
 
     async def drain(self) -> None:
-        """Stop taking calls (503), let running calls finish, then stop."""
+        """Stop taking calls (503, or "busy" for browsers), let running calls finish, then stop."""
         if self.sip is not None:
             self.sip.draining = True
+        if self.webrtc is not None:
+            self.webrtc.draining = True
         if self.worker is not None:
             self.worker.pause()
         if self.registration is not None:
@@ -318,6 +357,8 @@ class App:
 
     def _in_progress(self) -> int:
         admitted = self.sip.admission.active if self.sip is not None else 0
+        # Browser calls still connecting have no flow task yet.
+        admitted += len(self.webrtc.live) if self.webrtc is not None else 0
         callbacks = len(self.worker.active) if self.worker is not None else 0
         return max(admitted, len(self.calls)) + callbacks
 
@@ -331,6 +372,8 @@ class App:
             await self.worker.stop()  # before the SIP socket closes: a cut callback still sends its BYE
         if self.registration is not None:
             await self.registration.stop()  # before the SIP socket closes: the un-REGISTER needs it
+        if self.webrtc is not None:
+            await self.webrtc.close()  # the pages are told, the peer connections freed
         if self.sip is not None:
             await self.sip.close()
         if self.http is not None:
@@ -350,6 +393,8 @@ class App:
                 f"  call it:  sip:ivr@{shown}:{port}   (UDP and TCP; e.g. baresip, linphonec, SIPp)\n"
                 f"  health:   http://{self.settings.http_host}:{self.settings.http_port}/healthz\n"
                 f"  metrics:  http://{self.settings.http_host}:{self.settings.http_port}/metrics\n"
+                f"  browsers: http://{self.settings.http_host}:{self.settings.http_port}/softphone "
+                f"(WebRTC, at most {self.settings.webrtc_max_calls} calls)\n"
                 f"  messages: http://{self.settings.http_host}:{self.settings.http_port}/voicemail?token=... "
                 f"(the token is in {Path(self.settings.data) / 'api-token'} unless --api-token was given)\n"
                 f"  callbacks: {'dialled through ' + self.settings.trunk if self.settings.trunk else 'stored, not dialled (no --trunk)'}\n"

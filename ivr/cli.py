@@ -159,7 +159,10 @@ def cmd_serve(args) -> int:
         ring_s=args.ring, speech_engine=args.speech_engine, vosk_model=args.vosk_model,
         speech_workers=args.speech_workers, trunk=args.trunk, caller_id=args.caller_id,
         callback_calls=args.callback_calls, callback_ring_s=args.callback_ring,
-        api_token=args.api_token or os.environ.get("IVR_API_TOKEN") or None)
+        api_token=args.api_token or os.environ.get("IVR_API_TOKEN") or None,
+        webrtc_max_calls=args.webrtc_max_calls, webrtc_origins=list(args.webrtc_origin or ()),
+        webrtc_token=args.webrtc_token or os.environ.get("IVR_WEBRTC_TOKEN") or None,
+        ice_servers=list(args.ice_server or ()), webrtc_hosts=list(args.webrtc_host or ()))
     if args.register:
         settings.register = args.register
         settings.register_user = args.register_user
@@ -177,6 +180,33 @@ def _aor(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _origin(text: str) -> str:
+    """argparse type of --webrtc-origin: scheme://host[:port]."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as https://ivr.example.org")
+    return text
+
+
+def _ice_server(text: str) -> str:
+    """argparse type of --ice-server: a stun:, turn: or turns: URL."""
+    from .webrtc.ice import check_ice_server
+    try:
+        return check_ice_server(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _ip(text: str) -> str:
+    """argparse type of --webrtc-host: an IP address (aioice binds it, so no names)."""
+    import ipaddress
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ringing before a callback attempt counts as not answered")
     r.add_argument("--api-token", metavar="TOKEN",
                    help="token of the admin API (default: $IVR_API_TOKEN, else made once in DATA/api-token)")
+    w = r.add_argument_group("browser callers (WebRTC, /softphone)")
+    w.add_argument("--webrtc-max-calls", type=int, default=50, metavar="N",
+                   help="browser calls at once; one more is told busy (default 50)")
+    w.add_argument("--webrtc-origin", action="append", type=_origin, metavar="URL",
+                   help="a page origin allowed to open the softphone socket besides our own (repeatable)")
+    w.add_argument("--webrtc-token", metavar="TOKEN",
+                   help="require ?token=TOKEN on the softphone socket (default: $IVR_WEBRTC_TOKEN, else none)")
+    w.add_argument("--ice-server", action="append", type=_ice_server, metavar="URL",
+                   help="STUN/TURN server for browser calls, e.g. stun:stun.example.org:3478 (repeatable; default none)")
+    w.add_argument("--webrtc-host", action="append", type=_ip, metavar="ADDR",
+                   help="host address offered to browsers (repeatable; default: every interface but loopback)")
     r.add_argument("--quiet", action="store_true", help="log warnings only")
     r.set_defaults(func=cmd_serve)
     return p

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ..audio.frames import FRAME_BYTES, split_frames
+from ..audio.frames import split_frames
 from ..audio.g711 import G711Codec
 from ..audio.moh import CallerMusic
 from ..audio.prompts import PromptCache, PromptError
+from ..audio.recorder import Recorder
 from ..engine.call import Dtmf, Event, Hangup, PlayResult, PromptAudio, Recording, TransferResult
 from .dialog import Dialog
 from .media import RtpSession
 
 if TYPE_CHECKING:
     from .ua import SipServer
-
-SILENCE_RMS = 300.0  # below this level a frame counts as silence when recording
 
 
 class SipCall:
@@ -39,7 +36,7 @@ class SipCall:
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.ended = False
         self.moh = CallerMusic()  # music on hold: what plays, and where each resume class continues
-        self._recording: asyncio.Queue | None = None
+        self._recording: Recorder | None = None
         self._transfer: asyncio.Future | None = None
         self.reply_to: object = dialog.source.addr  # where responses to the INVITE go
         self.sdp_origin = [0, 0]  # our SDP's session id and version (counted up by each answer)
@@ -49,7 +46,7 @@ class SipCall:
         """A key from the caller: `via` is rfc4733, info or inband."""
         self.server.count("ivr_sip_dtmf_received_total", via=via)
         if self._recording is not None:
-            self._recording.put_nowait(("key", digit))
+            self._recording.key(digit)
         self.events.put_nowait(Dtmf(digit, via))
 
     def remote_hangup(self, reason: str = "caller") -> None:
@@ -57,7 +54,7 @@ class SipCall:
             return
         self.ended = True
         if self._recording is not None:
-            self._recording.put_nowait(("hangup", None))
+            self._recording.hangup()
         if self._transfer is not None and not self._transfer.done():
             self._transfer.set_result(TransferResult(False, "call ended"))
         self.rtp.stop()
@@ -118,54 +115,11 @@ class SipCall:
             self.rtp.stop()
 
     async def record(self, max_s: float, end_keys: str = "#", silence_s: float = 5.0) -> Recording:
-        q: asyncio.Queue = asyncio.Queue()
-        self._recording = q
-        frames: list[bytes] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_s
-        # Silence is measured in time since the caller last made a sound, not in quiet
-        # frames: a phone that stops sending RTP when its user is quiet sends none at all.
-        voiced = loop.time()
-        ended = "max-length"
-
-        async def pump():
-            async for frame in self.rtp.frames():
-                q.put_nowait(("audio", frame))
-
-        feeder = asyncio.ensure_future(pump())
+        self._recording = Recorder()
         try:
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                if now - voiced >= silence_s:
-                    ended = "silence"
-                    break
-                try:
-                    kind, value = await asyncio.wait_for(q.get(), min(deadline, voiced + silence_s) - now)
-                except TimeoutError:
-                    continue
-                if kind == "hangup":
-                    ended = "hangup"
-                    break
-                if kind == "key":
-                    if value in end_keys:
-                        ended = "key"
-                        break
-                    continue
-                frames.append(value)
-                if _rms(value) >= SILENCE_RMS:
-                    voiced = loop.time()
+            return await self._recording.run(self.rtp.frames(), max_s, end_keys, silence_s)
         finally:
             self._recording = None
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
-        # Trailing silence is not part of the message.
-        while frames and _rms(frames[-1]) < SILENCE_RMS:
-            frames.pop()
-        pcm = b"".join(frames)
-        return Recording(pcm, 8000, ended, duration_s=len(pcm) / (2 * 8000))
 
     async def transfer(self, target: str, headers: dict[str, str], body: str | None = None) -> TransferResult:
         if self.ended:
@@ -186,12 +140,3 @@ class SipCall:
         self.ended = True
         self.rtp.stop()
         await self.server.bye(self)
-
-
-def _rms(frame: bytes) -> float:
-    if len(frame) < FRAME_BYTES:
-        return 0.0
-    import numpy as np
-
-    x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
-    return math.sqrt(float(np.mean(x * x)))

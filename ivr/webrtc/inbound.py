@@ -1,0 +1,169 @@
+"""The caller's audio from aiortc, as the engine's 20 ms PCM16 mono 8 kHz frames.
+
+aiortc hands over decoded frames at the codec's rate: 48 kHz stereo for
+Opus, 8 kHz mono for PCMU and PCMA, 16 kHz for G.722, all whole multiples
+of 8 kHz. Each call brings them down with a small FIR low-pass and keeps
+every n-th sample, carrying the filter's history from frame to frame, so the
+audio has no seam every 20 ms (as it would if each frame were resampled on
+its own). This is numpy on the event loop, about 60 µs a frame from Opus: PyAV's own
+resampler would start a filter graph with a thread pool for every call. The
+track is always read, listener or not: aiortc queues what nobody reads
+without bound. In-band DTMF tones are looked for in every frame, as browsers
+have no other way to send keys in the audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+from av import AudioFrame
+
+from ..audio.dtmf_detect import InbandDtmfDetector
+from ..audio.frames import FRAME_BYTES, RATE
+from ..audio.resample import resample
+
+log = logging.getLogger("ivr.webrtc")
+MAX_QUEUED = 500  # frames a listener may fall behind (10 s) before frames are dropped for it
+TAPS_PER_STEP = 16  # FIR length per decimation step: 96 taps from 48 kHz, about 60 dB down in the stop band
+CUTOFF_HZ = 3600.0  # below the 4 kHz Nyquist of 8 kHz, above the telephone band
+
+
+def lowpass(factor: int) -> np.ndarray:
+    """A windowed-sinc low-pass for taking every `factor`-th sample down to 8 kHz."""
+    taps = TAPS_PER_STEP * factor
+    n = np.arange(taps) - (taps - 1) / 2
+    fc = CUTOFF_HZ / (RATE * factor)  # cycles per input sample
+    h = 2 * fc * np.sinc(2 * fc * n) * np.kaiser(taps, 8.0)
+    return h / h.sum()
+
+
+def mono(frame: AudioFrame) -> np.ndarray:
+    """A frame's samples as one float channel on the PCM16 scale."""
+    x = frame.to_ndarray()
+    channels = frame.layout.nb_channels
+    x = x.mean(axis=0) if frame.format.is_planar else x.reshape(-1, channels).mean(axis=1)
+    if frame.format.name.startswith(("flt", "dbl")):
+        x = x * 32767.0
+    return np.asarray(x, dtype=np.float64)
+
+
+class FrameCutter:
+    """Any aiortc audio frame in, whole 20 ms PCM16 mono 8 kHz frames out."""
+
+    def __init__(self) -> None:
+        self._rate = 0
+        self._factor = 1
+        self._h = np.ones(1)
+        self._tail = np.zeros(0)  # input samples not yet filtered, with the filter's history
+        self._buf = bytearray()
+
+    def _setup(self, rate: int) -> None:
+        self._rate = rate
+        self._factor = rate // RATE if rate % RATE == 0 else 0
+        if self._factor > 1:
+            self._h = lowpass(self._factor)
+            self._tail = np.zeros(len(self._h) - 1)
+
+    def _to_8k(self, x: np.ndarray) -> np.ndarray:
+        f = self._factor
+        if f == 1:
+            return x
+        if f == 0:
+            # No codec aiortc negotiates has such a rate; resample this frame on its own.
+            pcm = np.clip(np.round(x), -32768, 32767).astype("<i2").tobytes()
+            return np.frombuffer(resample(pcm, self._rate, RATE), dtype="<i2").astype(np.float64)
+        buf = np.concatenate([self._tail, x])
+        taps = len(self._h)
+        if len(buf) < taps:
+            self._tail = buf
+            return np.zeros(0)
+        count = (len(buf) - taps) // f + 1
+        windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[: count * f: f]
+        self._tail = buf[count * f:]
+        return windows @ self._h  # the filter is symmetric: no need to reverse it
+
+    def push(self, frame: AudioFrame) -> list[bytes]:
+        """The whole frames now available (the filter delays the audio by about a millisecond)."""
+        if frame.sample_rate != self._rate:
+            self._setup(frame.sample_rate)
+        y = self._to_8k(mono(frame))
+        self._buf += np.clip(np.round(y), -32768, 32767).astype("<i2").tobytes()
+        n = len(self._buf) // FRAME_BYTES * FRAME_BYTES
+        frames = [bytes(self._buf[i:i + FRAME_BYTES]) for i in range(0, n, FRAME_BYTES)]
+        del self._buf[:n]
+        return frames
+
+
+class Inbound:
+    """Reads the remote audio track; fans frames out to listeners and the DTMF detector."""
+
+    def __init__(self, on_dtmf: Callable[[str, str], None]) -> None:
+        self.on_dtmf = on_dtmf
+        self.cutter = FrameCutter()
+        self.inband = InbandDtmfDetector()
+        self.listeners: list[asyncio.Queue] = []
+        self.frames_in = 0
+        self._task: asyncio.Task | None = None
+        self._closed = False
+
+    def start(self, track) -> None:
+        """Start reading `track` (aiortc's remote audio) until it ends or close()."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._read(track), name="webrtc-audio-in")
+
+    async def _read(self, track) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                for pcm in self.cutter.push(frame):
+                    self.deliver(pcm)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # MediaStreamError when the track ends, or a frame we cannot read
+            log.debug("audio in ended: %r", exc)
+        finally:
+            self._closed = True  # later listeners get an iterator that ends at once
+            self._end_listeners()
+
+    def deliver(self, pcm: bytes) -> None:
+        """One 20 ms frame from the caller."""
+        self.frames_in += 1
+        for digit in self.inband.push(pcm):
+            self.on_dtmf(digit, "inband")
+        for q in self.listeners:
+            if q.qsize() < MAX_QUEUED:  # a stuck consumer must not grow memory without bound
+                q.put_nowait(pcm)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """The caller's frames for as long as the iterator is used (ends with the call)."""
+        q: asyncio.Queue = asyncio.Queue()
+        if self._closed:
+            return
+        self.listeners.append(q)
+        try:
+            while True:
+                frame = await q.get()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            with contextlib.suppress(ValueError):
+                self.listeners.remove(q)
+
+    def _end_listeners(self) -> None:
+        for q in self.listeners:
+            q.put_nowait(None)
+
+    async def close(self) -> None:
+        """Stop reading; every listener's iterator ends."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._end_listeners()
