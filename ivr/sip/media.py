@@ -24,49 +24,16 @@ import secrets
 import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
 
 from ..audio.clock import MediaClock
 from ..audio.dtmf_detect import InbandDtmfDetector
+from ..audio.feed import Feed, Source
 from ..audio.g711 import G711Codec
 from .rtp import DtmfReceiver, RtpError, RtpPacket
 
 log = logging.getLogger("ivr.rtp")
 _HEADER = struct.Struct("!BBHII")
 LEARN_PACKETS = 3  # packets in sequence from an address the SDP did not name before we latch to it
-
-
-class Feed(Protocol):
-    """What a session sends from, one payload per tick: a prompt's Source, music on hold
-    (ivr.audio.moh). `next()` is called only when a packet goes out (or would, while the
-    peer holds us), so a source always knows what was really sent."""
-
-    def next(self) -> bytes | None:
-        ...
-
-    def finish(self, completed: bool) -> None:
-        ...
-
-
-class Source:
-    """A prompt's encoded payloads, sent in turn; `done` resolves when they run out or are stopped."""
-
-    def __init__(self, payloads: tuple[bytes, ...]) -> None:
-        self.payloads = payloads
-        self.pos = 0
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    def next(self) -> bytes | None:
-        if self.pos >= len(self.payloads):
-            self.finish(True)
-            return None
-        p = self.payloads[self.pos]
-        self.pos += 1
-        return p
-
-    def finish(self, completed: bool) -> None:
-        if not self.done.done():
-            self.done.set_result(completed)
 
 
 class RtpSession(asyncio.DatagramProtocol):

@@ -26,40 +26,10 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from ..audio.feed import Feed, Source
 from ..audio.frames import FRAME_SAMPLES, RATE, SILENCE
 
 TIME_BASE = fractions.Fraction(1, RATE)
-
-
-class Feed(Protocol):
-    """What the track sends from, one 20 ms PCM16 frame per tick (as ivr.sip.media.Feed)."""
-
-    def next(self) -> bytes | None:
-        ...
-
-    def finish(self, completed: bool) -> None:
-        ...
-
-
-class Source:
-    """A prompt's frames, sent in turn; `done` resolves when they run out (True) or are stopped."""
-
-    def __init__(self, frames: tuple[bytes, ...]) -> None:
-        self.frames = frames
-        self.pos = 0
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    def next(self) -> bytes | None:
-        if self.pos >= len(self.frames):
-            self.finish(True)
-            return None
-        f = self.frames[self.pos]
-        self.pos += 1
-        return f
-
-    def finish(self, completed: bool) -> None:
-        if not self.done.done():
-            self.done.set_result(completed)
 
 
 class Clock(Protocol):

@@ -1,0 +1,44 @@
+"""What a call's outgoing audio is taken from, one 20 ms frame (or encoded payload) per tick.
+
+An RTP session (ivr/sip/media.py) and a WebRTC track (ivr/webrtc/track.py)
+both send from a Feed: a prompt's Source, or music on hold (ivr/audio/moh.py).
+`next()` is called only when a frame really goes out, so a source always
+knows what was sent (music resumes exactly, a prompt's end is exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Feed(Protocol):
+    """One frame per tick, None when done; `finish` ends it early (stopped) or on time."""
+
+    def next(self) -> bytes | None:
+        ...
+
+    def finish(self, completed: bool) -> None:
+        ...
+
+
+class Source:
+    """A prompt's frames (PCM, or payloads already encoded), sent in turn; `done`
+    resolves True when they run out, False when they are stopped."""
+
+    def __init__(self, frames: tuple[bytes, ...]) -> None:
+        self.frames = frames
+        self.pos = 0
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def next(self) -> bytes | None:
+        if self.pos >= len(self.frames):
+            self.finish(True)
+            return None
+        f = self.frames[self.pos]
+        self.pos += 1
+        return f
+
+    def finish(self, completed: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(completed)
