@@ -42,3 +42,15 @@ class Source:
     def finish(self, completed: bool) -> None:
         if not self.done.done():
             self.done.set_result(completed)
+
+
+async def played(src: Source, stop) -> tuple[bool, float]:
+    """Wait for a prompt's Source to end: (completed, seconds sent). Cancelled, it stops
+    the prompt with `stop()` first, so no frame of it goes out after its call moved on."""
+    try:
+        completed = await src.done
+    except asyncio.CancelledError:
+        src.finish(False)
+        stop()
+        raise
+    return completed, src.pos * 0.02

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from ..audio.feed import played
 from ..audio.frames import split_frames
 from ..audio.g711 import G711Codec
 from ..audio.moh import CallerMusic
@@ -84,14 +85,7 @@ class SipCall:
         except PromptError as exc:
             self.server.note_error(f"prompt failed: {exc}")
             return PlayResult(True, 0.0)
-        src = self.rtp.play(payloads)
-        try:
-            completed = await src.done
-        except asyncio.CancelledError:
-            src.finish(False)
-            self.rtp.stop()
-            raise
-        return PlayResult(completed, src.pos * 0.02)
+        return PlayResult(*await played(self.rtp.play(payloads), self.rtp.stop))
 
     def stop_playback(self) -> None:
         self.rtp.stop()

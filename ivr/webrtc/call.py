@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+from ..audio.feed import played
 from ..audio.frames import split_frames
 from ..audio.moh import CallerMusic
 from ..audio.prompts import PromptCache, PromptError
@@ -116,14 +117,7 @@ class WebRtcCall:
             return PlayResult(True, 0.0)
         if self.ended:
             return PlayResult(False, 0.0)  # the track is off the clock: a Source would never finish
-        src = self.track.play(frames)
-        try:
-            completed = await src.done
-        except asyncio.CancelledError:
-            src.finish(False)
-            self.track.stop_feed()
-            raise
-        return PlayResult(completed, src.pos * 0.02)
+        return PlayResult(*await played(self.track.play(frames), self.track.stop_feed))
 
     def stop_playback(self) -> None:
         self.track.stop_feed()
