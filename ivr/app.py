@@ -28,6 +28,7 @@ from .services.voicemail import SqliteVoicemail
 from .sip.register import Registration
 from .sip.ua import Admission, SipServer, SipSettings
 from .speech import SpeechUnavailable, flow_phrases, make_engine
+from .threads import named_pool
 
 log = logging.getLogger("ivr")
 
@@ -428,6 +429,7 @@ async def _post_json(url: str, body: dict) -> None:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM (drain) or SIGINT; SIGHUP reloads the flows."""
+    asyncio.get_running_loop().set_default_executor(named_pool())
     app = App(settings)
     problems = app.check_startup()
     if problems:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+from ..threads import named_pool
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ class Database:
     def __init__(self, path: str | Path, schema: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{self.path.stem}")
+        self._pool = named_pool(f"db-{self.path.stem}", max_workers=1)
         self._db: sqlite3.Connection | None = None
         self._pool.submit(self._open, schema).result()
 
