@@ -262,6 +262,9 @@ class App:
         m.describe("ivr_webrtc_calls_total", "browser sockets by how they ended (answered, abandoned, no-media, "
                    "bad-request, error, busy, refused-token, refused-origin)")
         m.describe("ivr_webrtc_dtmf_received_total", "keys from browser callers, by how they came (datachannel, inband)")
+        m.describe("ivr_webrtc_bridges_total", "hand-offs of browser calls by calling the SIP target, by result "
+                   "(answered, busy, no-answer, failed, abandoned)")
+        m.describe("ivr_webrtc_bridges_ended_total", "bridged browser calls by the side that hung up (caller, agent)")
 
     async def _start_http(self) -> None:
         from aiohttp import web
@@ -296,14 +299,17 @@ class App:
         """Browser callers: the signalling socket, and the softphone page when it is installed."""
         from aiohttp import web
 
+        from .webrtc.bridge import SipBridge
         from .webrtc.server import WebRtcServer, WebRtcSettings
 
         s = self.settings
+        # A browser caller has no SIP dialog to REFER: a hand-off calls the target and bridges.
+        bridge = SipBridge(self.sip.dial, caller_id=s.caller_id, count=self.metrics.inc)
         self.webrtc = WebRtcServer(
             WebRtcSettings(max_calls=s.webrtc_max_calls, origins=list(s.webrtc_origins), token=s.webrtc_token,
                            ice_servers=list(s.ice_servers), hosts=list(s.webrtc_hosts)),
             self.on_call, self.prompts, self.clock, music_root=str(Path(self.flows.flow.media_dir) / "moh"),
-            count=self.metrics.inc)
+            transferer=bridge, count=self.metrics.inc)
         self.webrtc.add_routes(app)
         page = Path(__file__).parent / "webrtc" / "softphone.html"
 

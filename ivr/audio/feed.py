@@ -9,6 +9,7 @@ knows what was sent (music resumes exactly, a prompt's end is exact).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Protocol
 
 
@@ -54,3 +55,38 @@ async def played(src: Source, stop) -> tuple[bool, float]:
         stop()
         raise
     return completed, src.pos * 0.02
+
+
+class Relay:
+    """Live audio from another call leg, one frame per tick: what arrived, oldest first,
+    or silence while nothing has. At most `depth` frames wait, so a sender that
+    runs ahead of our clock (or a burst after a stall) costs dropped frames, not delay.
+    `encode` turns a PCM frame into what the sender sends (G.711 payloads for RTP)."""
+
+    def __init__(self, encode=None, silence: bytes = b"\x00" * 320, depth: int = 5) -> None:
+        self.encode = encode or (lambda pcm: pcm)
+        self.silence = silence
+        self.depth = depth
+        self.frames: deque[bytes] = deque()
+        self.dropped = 0
+        self.sent = 0
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def push(self, pcm: bytes) -> None:
+        """One PCM frame from the other leg."""
+        if self.done.done():
+            return
+        if len(self.frames) >= self.depth:
+            self.frames.popleft()
+            self.dropped += 1
+        self.frames.append(pcm)
+
+    def next(self) -> bytes | None:
+        if self.done.done():
+            return None
+        self.sent += 1
+        return self.encode(self.frames.popleft() if self.frames else self.silence)
+
+    def finish(self, completed: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(completed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..audio.feed import played
 from ..audio.frames import split_frames
@@ -24,9 +24,12 @@ from ..engine.call import Dtmf, Event, Hangup, PlayResult, PromptAudio, Recordin
 from .inbound import Inbound
 from .track import OutgoingTrack
 
+if TYPE_CHECKING:
+    from .bridge import Bridge
+
 log = logging.getLogger("ivr.webrtc")
 
-NO_TRANSFER = "transfer is not available for WebRTC calls yet"
+NO_TRANSFER = "no SIP side to hand WebRTC calls to"
 
 
 class Pcm16:
@@ -51,7 +54,7 @@ class Transferer(Protocol):
 
 
 class NoTransfer:
-    """The default: a hand-off fails, and the flow takes its on_failure path."""
+    """Without a SIP server to call out from: a hand-off fails, and the flow takes its on_failure path."""
 
     async def transfer(self, call: WebRtcCall, target: str, headers: dict[str, str],
                        body: str | None) -> TransferResult:
@@ -82,6 +85,8 @@ class WebRtcCall:
         self.ended = False
         self.moh = CallerMusic()
         self._recording: Recorder | None = None
+        self.bridge: Bridge | None = None  # set once a hand-off reached an agent over SIP
+        self.gone = asyncio.Event()  # set when the caller has hung up
 
     # ---- events from the browser -------------------------------------------------------------
     def dtmf(self, digit: str, via: str) -> None:
@@ -89,6 +94,10 @@ class WebRtcCall:
         if self.ended:
             return
         self._count("ivr_webrtc_dtmf_received_total", via=via)
+        if self.bridge is not None:
+            if via == "datachannel":  # an in-band tone reaches the agent by itself
+                self.bridge.key(digit)
+            return
         if self._recording is not None:
             self._recording.key(digit)
         self.events.put_nowait(Dtmf(digit, via))
@@ -98,6 +107,7 @@ class WebRtcCall:
         if self.ended:
             return
         self.ended = True
+        self.gone.set()
         if self._recording is not None:
             self._recording.hangup()
         self.track.stop_feed()
@@ -153,6 +163,21 @@ class WebRtcCall:
         return await self.transferer.transfer(self, target, headers, body)
 
     async def hangup(self, reason: str = "normal") -> None:
+        if self.ended:
+            return
+        if self.bridge is not None and not self.bridge.done.done():
+            return  # handed off: the flow is done, the call is the bridge's until a side hangs up
+        self.ended = True
+        self.track.stop_feed()
+        await self._end(reason)
+
+    # ---- the bridge's side ---------------------------------------------------------------------
+    def bridged(self, bridge: Bridge) -> None:
+        """The hand-off reached an agent: from now on the bridge carries the call."""
+        self.bridge = bridge
+
+    async def end_bridged(self, reason: str) -> None:
+        """The agent's leg ended: end the caller's too."""
         if self.ended:
             return
         self.ended = True

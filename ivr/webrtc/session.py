@@ -219,6 +219,9 @@ class Session:
             await self.server.on_call(self.call, False, observers=[self._observe])
         except Exception:
             log.exception("%s: the flow failed", self.call_id)
+        if self.call.bridge is not None:
+            self.send(protocol.state("in-call", "with an agent"))
+            await self.call.bridge.wait()  # handed off: the call goes on until a side hangs up
         if self._ending is None:
             # The flow ended without hanging up (it cannot, but a call must never stay open).
             await self.end("flow ended")
@@ -232,7 +235,10 @@ class Session:
             return
         if outcome is not None:
             self.outcome = outcome
-        task = asyncio.ensure_future(self.end(reason))
+        self._spawn(self.end(reason))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -251,6 +257,9 @@ class Session:
             self._timer.cancel()
         if not by_flow:
             self.call.remote_hangup(reason)
+        if self.call.bridge is not None and not self.call.bridge.done.done():
+            # The caller left a bridged call: the agent's BYE goes out while the media is freed.
+            self._spawn(self.call.bridge.end("caller", reason))
         if not self._errored:
             self.send(protocol.state("ended", reason))
         self.track.stop()
@@ -272,6 +281,8 @@ class Session:
             await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)
 
     async def _wait_flow(self) -> None:
+        if self._tasks:  # a bridged agent's BYE, say: bounded by its transaction's timeout
+            await asyncio.wait(set(self._tasks), timeout=FLOW_END_TIMEOUT + 20)
         if self.flow is None:
             return
         done, _ = await asyncio.wait({self.flow}, timeout=FLOW_END_TIMEOUT)

@@ -153,6 +153,25 @@ def serve(tmp_path):
         stop_server(s)
 
 
+def sipp_phone(tmp: Path, scenario: str, *extra: str, calls: int = 1,
+               timeout: int = 60) -> tuple[subprocess.Popen, int]:
+    """A SIPp phone (UAS) on 127.0.0.1 running scenarios/`scenario` for `calls` calls: (process, SIP port).
+    Its `<log>` lines go to files that `logged` reads; errors to `tmp/<scenario>.errors`."""
+    port = free_port()
+    cmd = [need("sipp"), "-sf", str(HERE / "scenarios" / scenario), "-i", "127.0.0.1", "-p", str(port),
+           "-mp", str(free_media_port()), "-m", str(calls), "-nostdin", "-timeout", f"{timeout}s",
+           "-trace_logs", "-trace_err", "-error_file", str(tmp / f"{scenario}.errors"), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp), port
+
+
+def logged(tmp: Path, scenario: str, prefix: str) -> list[str]:
+    """What a sipp_phone's scenario logged on lines starting `prefix` (the prefix cut off)."""
+    lines = []
+    for log in tmp.glob(f"{Path(scenario).stem}_*_logs.log"):
+        lines += [line.split(prefix, 1)[1].strip() for line in log.read_text().splitlines() if prefix in line]
+    return lines
+
+
 def need(program: str) -> str:
     path = shutil.which(program)
     if path is None:

@@ -9,7 +9,9 @@ dials at once; its microphone is a WAV (Chromium's fake capture device):
 - "billing", said over the menu prompt: the billing branch, then the flow
   says goodbye and hangs up (the hang-up from the flow);
 - line noise, and a click on the page's 0 key: the escape to a person, the
-  key carried on the "dtmf" data channel;
+  key carried on the "dtmf" data channel; the IVR calls the agent (a SIPp
+  phone in the same namespace) and bridges the browser to it, until the
+  agent hangs up;
 - line noise, and a click on the page's hang-up button.
 
 The calls run one after another; what each left behind (the page's call
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HERE, ROOT, Server, need, start_server, stop_server
+from .conftest import HERE, ROOT, Server, logged, need, sipp_phone, start_server, stop_server
 from .netns import isolated
 
 FLOWS = HERE / "flows" / "browser.yaml"
@@ -43,6 +45,7 @@ SCREENSHOT = ROOT / "docs" / "images" / "softphone.png"
 LEAD = 2.5
 CALL_TIMEOUT = 45.0  # from loading the page to the end of one call
 STEP_TIMEOUT = 20.0  # for one thing to show on the page (connected, a prompt, a recognised input)
+AGENT = "dial_uas_agent_hangs_up.xml"  # answers, logs the hand-off headers, hangs up 2 s later
 MENU_PROMPT = "Say billing or sales, or press 1 or 2. Press 0 for a person."
 
 
@@ -180,7 +183,11 @@ def run_calls(tmp: Path) -> None:
 
     calls = {"billing": ("billing", say_billing), "key0": (None, press_0), "hangup": (None, hang_up)}
     (tmp / "server").mkdir(exist_ok=True)
-    server = start_server(tmp / "server", FLOWS, "--speech-engine", "pocketsphinx", "--webrtc-host", "127.0.0.1")
+    (tmp / "agent").mkdir(exist_ok=True)
+    # The person at the end of the escape: a SIPp phone that answers the bridged call, then hangs up.
+    agent, agent_port = sipp_phone(tmp / "agent", AGENT, timeout=200)
+    server = start_server(tmp / "server", FLOWS, "--speech-engine", "pocketsphinx", "--webrtc-host", "127.0.0.1",
+                          "--agents", f"sip:agent@127.0.0.1:{agent_port}")
     results: dict[str, dict] = {}
     try:
         page = urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/softphone", timeout=5)
@@ -192,7 +199,14 @@ def run_calls(tmp: Path) -> None:
                 mic = microphone(workdir / "mic.wav", words, workdir)
                 results[name] = one_call(pw, server, name, mic, act, workdir)
                 (tmp / "results.json").write_text(json.dumps(results, indent=2))
+        try:
+            results["agent"] = {"exit": agent.wait(15), "queue": logged(tmp / "agent", AGENT, "QUEUE "),
+                                "reason": logged(tmp / "agent", AGENT, "REASON ")}
+        except subprocess.TimeoutExpired:
+            results["agent"] = {"exit": None}
     finally:
+        if agent.poll() is None:
+            agent.kill()
         stop_server(server)
         results["server_log"] = server.log.read_text()[-4000:]
         (tmp / "results.json").write_text(json.dumps(results, indent=2))
@@ -272,6 +286,12 @@ def test_key_0_on_the_page_reaches_a_person(calls):
     assert visit["via"] == "escape", visit
     assert r["datachannel_keys"] == 1, r["datachannel_keys"]  # one key, and it came on the data channel
     assert "You: 0 (dtmf, escape)" in r["log"], r["log"]
+    # The person is reached: the IVR called the agent's phone and bridged the browser to it.
+    assert journey["outcome"] == "handoff", journey
+    assert "Now with an agent" in r["log"], r["log"]
+    assert calls["agent"]["exit"] == 0, calls["agent"]
+    assert calls["agent"]["queue"] == ["general"] and calls["agent"]["reason"] == ["escape"], calls["agent"]
+    assert r["states"][-1] == "ended" and "agent hung up" in r["state_text"], r["state_text"]
     connected_then_ended(r)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from ivr.services.router import decode_context
 
-from .conftest import HERE, free_media_port, free_port, need, start_server, stop_server
+from .conftest import HERE, logged, sipp_phone, start_server, stop_server
 from .test_sipp import _errors, run_sipp
 from .test_voicemail import TOKEN
 
@@ -47,28 +46,12 @@ def book(tmp: Path, flows: Path) -> dict:
     return row
 
 
-def phone(tmp: Path, scenario: str, calls: int, timeout: int) -> tuple[subprocess.Popen, int]:
-    """A SIPp phone (UAS) on 127.0.0.1 that the trunk leads to."""
-    port = free_port()
-    cmd = [need("sipp"), "-sf", str(HERE / "scenarios" / scenario), "-i", "127.0.0.1", "-p", str(port),
-           "-mp", str(free_media_port()), "-m", str(calls), "-nostdin", "-timeout", f"{timeout}s",
-           "-trace_logs", "-trace_err", "-error_file", str(tmp / f"{scenario}.errors")]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp), port
-
-
-def logged(tmp: Path, scenario: str, prefix: str) -> list[str]:
-    lines = []
-    for log in tmp.glob(f"{Path(scenario).stem}_*_logs.log"):
-        lines += [line.split(prefix, 1)[1].strip() for line in log.read_text().splitlines() if prefix in line]
-    return lines
-
-
 def test_a_stored_callback_survives_a_restart_and_is_kept_on_time(tmp_path):
     flows = flow_file(tmp_path, "12s", 3)
     row = book(tmp_path, flows)
     scheduled = row["dial_at"]
     assert scheduled - dt.datetime.fromisoformat(row["created_at"]).timestamp() >= 11
-    callee, port = phone(tmp_path, "uas_callback_refer.xml", calls=1, timeout=90)
+    callee, port = sipp_phone(tmp_path, "uas_callback_refer.xml", calls=1, timeout=90)
     server = start_server(tmp_path, flows, "--api-token", TOKEN, "--trunk", f"sip:{{number}}@127.0.0.1:{port}")
     try:
         assert callee.wait(80) == 0, (tmp_path / "uas_callback_refer.xml.errors").read_text()[-2000:] \
@@ -98,7 +81,7 @@ def test_a_stored_callback_survives_a_restart_and_is_kept_on_time(tmp_path):
 def test_a_busy_phone_is_tried_again_per_the_policy(tmp_path):
     flows = flow_file(tmp_path, "0s", 2)
     row = book(tmp_path, flows)
-    callee, port = phone(tmp_path, "uas_busy.xml", calls=2, timeout=60)
+    callee, port = sipp_phone(tmp_path, "uas_busy.xml", calls=2, timeout=60)
     server = start_server(tmp_path, flows, "--api-token", TOKEN, "--trunk", f"sip:{{number}}@127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 40
