@@ -61,13 +61,17 @@ class Relay:
     """Live audio from another call leg, one frame per tick: what arrived, oldest first,
     or silence while nothing has. At most `depth` frames wait, so a sender that
     runs ahead of our clock (or a burst after a stall) costs dropped frames, not delay.
-    `encode` turns a PCM frame into what the sender sends (G.711 payloads for RTP)."""
+    `encode` turns a PCM frame into what the sender sends (G.711 payloads for RTP).
+    `insert` queues frames of our own (a key's tone) that go out whole, ahead of the live ones."""
+
+    MAX_INSERTED = 100  # frames (2 s): a page that sends keys faster than they sound loses the rest
 
     def __init__(self, encode=None, silence: bytes = b"\x00" * 320, depth: int = 5) -> None:
         self.encode = encode or (lambda pcm: pcm)
         self.silence = silence
         self.depth = depth
         self.frames: deque[bytes] = deque()
+        self.inserted: deque[bytes] = deque()
         self.dropped = 0
         self.sent = 0
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -81,10 +85,20 @@ class Relay:
             self.dropped += 1
         self.frames.append(pcm)
 
+    def insert(self, frames) -> bool:
+        """Frames to send whole before any more live audio; False (nothing queued) when too many wait."""
+        frames = tuple(frames)
+        if self.done.done() or len(self.inserted) + len(frames) > self.MAX_INSERTED:
+            return False
+        self.inserted.extend(frames)
+        return True
+
     def next(self) -> bytes | None:
         if self.done.done():
             return None
         self.sent += 1
+        if self.inserted:
+            return self.encode(self.inserted.popleft())
         return self.encode(self.frames.popleft() if self.frames else self.silence)
 
     def finish(self, completed: bool) -> None:

@@ -39,7 +39,7 @@ KEY_TONE_S = 0.1  # how long a key from the page sounds to the agent
 def key_tone(digit: str) -> tuple[bytes, ...]:
     """The DTMF tone of `digit` as 20 ms PCM frames, with a pause after it."""
     for row, keys in enumerate(KEYPAD):
-        col = keys.find(digit.upper())
+        col = keys.find(digit.upper()) if len(digit) == 1 else -1
         if col >= 0:
             return tuple(split_frames(tone((ROW_FREQS[row], COL_FREQS[col]), KEY_TONE_S, level=0.5)
                                       + bytes(int(8000 * 0.06) * 2)))
@@ -88,8 +88,8 @@ class Bridge:
     def key(self, digit: str) -> None:
         """A key the caller pressed on the page: the agent hears it."""
         with contextlib.suppress(ValueError):
-            for frame in key_tone(digit):
-                self.to_sip.push(frame)
+            # Whole, ahead of the caller's audio: the live queue's depth would cut the tone short.
+            self.to_sip.insert(key_tone(digit))
 
     async def end(self, by: str, reason: str = "normal") -> None:
         """End the bridge once: `by` is "caller" or "agent"; the other leg is hung up."""
