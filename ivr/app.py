@@ -76,6 +76,10 @@ class Settings:
     webrtc_token: str | None = None
     ice_servers: list[str] = field(default_factory=list)
     webrtc_hosts: list[str] = field(default_factory=list)
+    turn_secret: str | None = field(default=None, repr=False)  # time-limited TURN credentials
+    turn_user: str | None = None  # or static ones
+    turn_password: str | None = field(default=None, repr=False)
+    turn_ttl: int = 3600  # seconds a time-limited TURN credential is valid
 
 
 def no_tts_problems(flow) -> list[str]:
@@ -307,7 +311,8 @@ class App:
         bridge = SipBridge(self.sip.dial, caller_id=s.caller_id, count=self.metrics.inc)
         self.webrtc = WebRtcServer(
             WebRtcSettings(max_calls=s.webrtc_max_calls, origins=list(s.webrtc_origins), token=s.webrtc_token,
-                           ice_servers=list(s.ice_servers), hosts=list(s.webrtc_hosts)),
+                           ice_servers=list(s.ice_servers), hosts=list(s.webrtc_hosts), turn_secret=s.turn_secret,
+                           turn_user=s.turn_user, turn_password=s.turn_password, turn_ttl=s.turn_ttl),
             self.on_call, self.prompts, self.clock, music_root=str(Path(self.flows.flow.media_dir) / "moh"),
             transferer=bridge, count=self.metrics.inc)
         self.webrtc.add_routes(app)
@@ -402,6 +407,7 @@ class App:
                 f"  metrics:  http://{self.settings.http_host}:{self.settings.http_port}/metrics\n"
                 f"  browsers: http://{self.settings.http_host}:{self.settings.http_port}/softphone "
                 f"(WebRTC, at most {self.settings.webrtc_max_calls} calls)\n"
+                f"  {self.webrtc.ice.summary() if self.webrtc else 'ICE: not set up'}\n"
                 f"  messages: http://{self.settings.http_host}:{self.settings.http_port}/voicemail?token=... "
                 f"(the token is in {Path(self.settings.data) / 'api-token'} unless --api-token was given)\n"
                 f"  callbacks: {'dialled through ' + self.settings.trunk if self.settings.trunk else 'stored, not dialled (no --trunk)'}\n"

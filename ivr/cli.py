@@ -162,7 +162,8 @@ def cmd_serve(args) -> int:
         api_token=args.api_token or os.environ.get("IVR_API_TOKEN") or None,
         webrtc_max_calls=args.webrtc_max_calls, webrtc_origins=list(args.webrtc_origin or ()),
         webrtc_token=args.webrtc_token or os.environ.get("IVR_WEBRTC_TOKEN") or None,
-        ice_servers=list(args.ice_server or ()), webrtc_hosts=list(args.webrtc_host or ()))
+        ice_servers=list(args.ice_server or ()), webrtc_hosts=list(args.webrtc_host or ()),
+        **_turn_settings(args))
     if args.register:
         settings.register = args.register
         settings.register_user = args.register_user
@@ -170,6 +171,27 @@ def cmd_serve(args) -> int:
         settings.register_password = args.register_password or os.environ.get("IVR_REGISTER_PASSWORD") or None
         settings.register_expires = args.register_expires
     return asyncio.run(serve(settings))
+
+
+def _turn_settings(args) -> dict:
+    """The TURN credentials of `ivr serve`, checked against its --ice-server URLs; exits saying
+    what to change when they cannot work. Secrets come from the environment by default, so they
+    stay out of `ps` and shell history."""
+    from .webrtc.ice import TURN_TTL, IceConfig
+    user = args.turn_user or None
+    turn = {
+        "turn_secret": args.turn_secret or os.environ.get("IVR_TURN_SECRET") or None,
+        "turn_user": user,
+        # The environment's password is for a static user; a stray one does not count.
+        "turn_password": args.turn_password or (os.environ.get("IVR_TURN_PASSWORD") if user else None) or None,
+        "turn_ttl": args.turn_ttl if args.turn_ttl is not None else TURN_TTL,
+    }
+    try:
+        IceConfig(tuple(args.ice_server or ()), secret=turn["turn_secret"], user=user,
+                  password=turn["turn_password"], ttl=turn["turn_ttl"])
+    except ValueError as exc:
+        raise SystemExit(f"ivr serve: {exc}") from None
+    return turn
 
 
 def _aor(text: str) -> str:
@@ -198,6 +220,17 @@ def _ice_server(text: str) -> str:
         return check_ice_server(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> int:
+    """argparse type of --turn-ttl: a positive whole number of seconds."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _ip(text: str) -> str:
@@ -288,7 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--webrtc-token", metavar="TOKEN",
                    help="require ?token=TOKEN on the softphone socket (default: $IVR_WEBRTC_TOKEN, else none)")
     w.add_argument("--ice-server", action="append", type=_ice_server, metavar="URL",
-                   help="STUN/TURN server for browser calls, e.g. stun:stun.example.org:3478 (repeatable; default none)")
+                   help="STUN/TURN server for browser calls, told to each page and used by the server too, e.g. "
+                        "stun:stun.example.org:3478 or turn:turn.example.org:3478 (repeatable; default none)")
+    w.add_argument("--turn-secret", metavar="SECRET",
+                   help="secret shared with the TURN server (coturn's static-auth-secret): time-limited "
+                        "credentials for each call (default: $IVR_TURN_SECRET)")
+    w.add_argument("--turn-ttl", type=_seconds, metavar="SECONDS",
+                   help="how long a time-limited TURN credential is valid (default 3600)")
+    w.add_argument("--turn-user", metavar="USER", help="static TURN user name, instead of --turn-secret")
+    w.add_argument("--turn-password", metavar="PASSWORD",
+                   help="password of --turn-user (default: $IVR_TURN_PASSWORD)")
     w.add_argument("--webrtc-host", action="append", type=_ip, metavar="ADDR",
                    help="host address offered to browsers (repeatable; default: every interface but loopback)")
     r.add_argument("--quiet", action="store_true", help="log warnings only")

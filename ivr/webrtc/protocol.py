@@ -1,14 +1,16 @@
 """The softphone's signalling messages: JSON text over the WebSocket, checked on arrival.
 
 Client to server: one `offer` first, then trickled `candidate`s and maybe a
-`hangup`. Server to client: the `answer`, call `state`s, journey `event`s and
-an `error` before the socket closes. Anything that is not one of these, well
+`hangup`. Server to client: the `ice` servers first (once the socket is
+accepted), then the `answer`, call `state`s, journey `event`s and an `error`
+before the socket closes. Anything that is not one of these, well
 formed, is a ProtocolError: the session answers with an error and closes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +101,12 @@ def channel_key(message: str | bytes) -> str | None:
 def _dump(doc: dict[str, Any]) -> str:
     # default=str: journey data may hold values JSON has no type for (dates, paths).
     return json.dumps(doc, default=str, separators=(",", ":"))
+
+
+def ice(servers: Sequence[dict[str, Any]]) -> str:
+    """The STUN/TURN servers for the page's peer connection, the first message of an accepted
+    socket: each `{"urls": [...]}`, TURN ones with `username` and `credential`. Maybe none."""
+    return _dump({"type": "ice", "iceServers": list(servers)})
 
 
 def answer(sdp: str) -> str:

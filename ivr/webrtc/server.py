@@ -23,7 +23,7 @@ from ..audio.prompts import PromptCache
 from . import protocol
 from .access import origin_allowed, token_ok
 from .call import PCM16, Transferer
-from .ice import configuration, offer_hosts
+from .ice import TURN_TTL, IceConfig, IceServer, configuration, offer_hosts
 from .session import Session
 
 log = logging.getLogger("ivr.webrtc")
@@ -42,6 +42,12 @@ class WebRtcSettings:
     token: str | None = None  # required as ?token= when set
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default
     hosts: list[str] = field(default_factory=list)  # host addresses offered (empty: aioice's choice)
+    # TURN credentials (ivr/webrtc/ice.py: IceConfig): a secret shared with the TURN server for
+    # time-limited ones, or a static user and password.
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_user: str | None = None
+    turn_password: str | None = field(default=None, repr=False)
+    turn_ttl: int = TURN_TTL
 
 
 def _no_count(name: str, by: float = 1.0, **labels: str) -> None:
@@ -63,7 +69,13 @@ class WebRtcServer:
         self.count = count
         self.live: set[Session] = set()
         self.draining = False
-        self._config = configuration(settings.ice_servers)
+        # Raises ValueError for servers that cannot work (a turn: URL without credentials...).
+        self.ice = IceConfig(tuple(settings.ice_servers), secret=settings.turn_secret, user=settings.turn_user,
+                             password=settings.turn_password, ttl=settings.turn_ttl)
+        # Made once unless its credentials are time-limited (then made fresh for each call).
+        self._config = None if settings.turn_secret else configuration(self.ice.servers())
+        if (settings.turn_secret or settings.turn_user) and not self.ice.turn_urls:
+            log.warning("TURN credentials are given but no --ice-server names a turn: URL; they are not used")
         offer_hosts(settings.hosts)
         quiet = logging.getLogger("aioice")
         if quiet.level == logging.NOTSET:
@@ -71,8 +83,13 @@ class WebRtcServer:
             quiet.setLevel(logging.WARNING)
 
     def rtc_configuration(self) -> RTCConfiguration:
-        """The configuration of each new peer connection."""
-        return self._config
+        """The configuration of each new peer connection: the same servers as the pages',
+        with credentials of this process's own ("ivr")."""
+        return self._config or configuration(self.ice.servers("ivr"))
+
+    def ice_servers(self, call_id: str) -> list[IceServer]:
+        """The servers a page is told for the call `call_id` (time-limited credentials name it)."""
+        return self.ice.servers(call_id)
 
     async def music(self, music_class: str) -> tuple[bytes, ...]:
         """A music class as PCM frames, shared with every other caller on it."""

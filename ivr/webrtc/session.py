@@ -73,6 +73,8 @@ class Session:
         self._writer = asyncio.ensure_future(self._write())
         reason = "closed"
         try:
+            # First, before anything else: the STUN/TURN servers the page's peer connection is to use.
+            self.send(protocol.ice([s.to_json() for s in self.server.ice_servers(self.call_id)]))
             offer = await self._first()
             await self._answer(offer)
             reason = await self._read()

@@ -396,3 +396,49 @@ def test_over_the_cap_a_call_is_busy_and_wrong_tokens_and_foreign_origins_are_re
     assert m['ivr_webrtc_calls_total{outcome="refused-token"}'] == 2
     assert m['ivr_webrtc_calls_total{outcome="refused-origin"}'] == 1
     assert m['ivr_webrtc_calls_total{outcome="answered"}'] == 1
+
+
+def test_the_page_is_told_the_turn_server_with_time_limited_credentials_and_the_call_connects(serve):
+    # Nobody serves TURN on 127.0.0.1:3478: the server's own peer gives up on it (within aioice's
+    # 5 s for gathering) and the call connects over the loopback host candidates.
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off",
+                   "--ice-server", "turn:127.0.0.1:3478", "--turn-secret", "s3cret")
+
+    async def call():
+        c = Caller(server.http_port)
+        try:
+            before = time.time()
+            await c.dial()
+            await c.wait("the answer", lambda m: m["type"] == "answer", timeout=15)
+            answered = time.time() - before
+            await c.wait_state("in-call")
+            after = time.time()
+            await c.send({"type": "hangup"})
+            await c.wait_state("ended", timeout=10)
+            await asyncio.wait_for(c.closed.wait(), 10)
+            await gauge_back_to_zero(server.http_port)
+            return before, after, answered, c.messages
+        finally:
+            await c.close()
+
+    before, after, answered, messages = run(call())
+    print(f"answered {answered:.1f} s after the offer")
+    first = messages[0]
+    assert first["type"] == "ice", first
+    (turn,) = first["iceServers"]
+    assert turn["urls"] == ["turn:127.0.0.1:3478"]
+    expiry, name = turn["username"].split(":")
+    assert before + 3600 - 1 <= int(expiry) <= after + 3600
+    expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
+    assert turn["credential"] == expected
+    assert [m["type"] for m in messages[1:3]] == ["answer", "state"]
+    journey = server.wait_journeys(1)[0]
+    assert name == journey["call_id"]  # the TURN server's logs name the call
+    log = server.log.read_text()
+    assert "ICE: 1 TURN (time-limited credentials)" in log
+    assert "s3cret" not in log and expected not in log

@@ -64,7 +64,8 @@ def test_a_bad_first_message_gets_an_error_and_the_socket_closes(first, error):
             await ws.send_str(first)
             return await _messages(ws), len(server.live)
     (msgs, live), counts = run(WebRtcSettings(), test)
-    assert len(msgs) == 1 and msgs[0]["type"] == "error" and msgs[0]["message"].startswith(error)
+    assert msgs[0] == {"type": "ice", "iceServers": []}  # an accepted socket is told its servers first
+    assert len(msgs) == 2 and msgs[1]["type"] == "error" and msgs[1]["message"].startswith(error)
     assert counts == {"ivr_webrtc_calls_total{'outcome': 'bad-request'}": 1}
 
 
@@ -80,7 +81,7 @@ def test_an_offer_without_audio_is_refused():
         finally:
             await pc.close()
     msgs, _ = run(WebRtcSettings(hosts=["127.0.0.1"]), test)
-    assert msgs == [{"type": "error", "message": "the offer has no audio"}]
+    assert msgs == [{"type": "ice", "iceServers": []}, {"type": "error", "message": "the offer has no audio"}]
 
 
 def test_a_socket_closed_before_its_offer_is_abandoned_and_frees_its_place():
