@@ -23,13 +23,14 @@ import logging
 import secrets
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from ..audio.clock import MediaClock
 from ..audio.dtmf_detect import InbandDtmfDetector
 from ..audio.feed import Feed, Source
 from ..audio.g711 import G711Codec
-from .rtp import DtmfReceiver, RtpError, RtpPacket
+from .rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
 
 log = logging.getLogger("ivr.rtp")
 _HEADER = struct.Struct("!BBHII")
@@ -65,6 +66,8 @@ class RtpSession(asyncio.DatagramProtocol):
         self.received = 0
         self.ignored = 0  # packets from addresses other than the latched one
         self._candidate: tuple[tuple[str, int], int, int, int] | None = None  # addr, ssrc, last seq, run
+        # Key presses to send (RFC 4733): (payload, marker, timestamp, done) one per tick, in place of audio.
+        self._keys: deque[tuple[bytes, bool, int, asyncio.Future | None]] = deque()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def open(self, host: str, ports: range | None = None) -> tuple[str, int]:
@@ -96,6 +99,10 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.clock.remove(self)
+        for _, _, _, done in self._keys:
+            if done is not None and not done.done():
+                done.set_result(False)
+        self._keys.clear()
         if self.source is not None:
             self.source.finish(False)
         for q in self.listeners:
@@ -117,7 +124,35 @@ class RtpSession(asyncio.DatagramProtocol):
             self.dtmf = DtmfReceiver(payload_type=dtmf_pt)
 
     # ---- sending (called by the media clock every 20 ms) ------------------------------------
+    def send_dtmf(self, digit: str, duration_ms: int = 100) -> asyncio.Future:
+        """Send one key press as RFC 4733 telephone-events (the peer's payload type), in place
+        of audio from the next tick; the future resolves once its last packet went out.
+        Presses queue behind each other. Raises ValueError without a negotiated event type."""
+        if self.dtmf_pt is None:
+            raise ValueError("the peer did not offer telephone-event: send the key in-band or by INFO")
+        done = asyncio.get_running_loop().create_future()
+        # The press's timestamp is that of its first packet, counted from the ticks queued before it.
+        start = (self.ts + 160 * len(self._keys)) & 0xFFFFFFFF
+        packets = DtmfSender(ssrc=self.ssrc, payload_type=self.dtmf_pt).packets(digit, start, 0, duration_ms)
+        for i, p in enumerate(packets):
+            self._keys.append((p.payload, p.marker, start, done if i == len(packets) - 1 else None))
+        return done
+
+    def _send_key(self, dest: tuple[str, int]) -> None:
+        payload, marker, ts, done = self._keys.popleft()
+        packet = _HEADER.pack(0x80, self.dtmf_pt | (0x80 if marker else 0), self.seq, ts, self.ssrc) + payload
+        with contextlib.suppress(OSError):
+            self._sock.sendto(packet, dest)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        self.marker = True  # the audio after a press starts a new talk spurt
+        if done is not None and not done.done():
+            done.set_result(True)
+
     def tick(self) -> None:
+        if self._keys and self.sending and self.transport is not None and (self.peer or self.remote)[1]:
+            self._send_key(self.peer or self.remote)
+            return
         payload = None
         if self.source is not None:
             payload = self.source.next()

@@ -6,7 +6,8 @@ the target with `SipServer.dial`, carrying the same X-IVR-* headers and
 X-IVR-Context a REFER would, and once the agent answers the IVR stays in the
 middle: the caller's audio (8 kHz frames, as the flow heard them) goes to the
 agent in G.711, the agent's to the caller's track, both on the media clock.
-Keys pressed on the page after the hand-off reach the agent as in-band tones.
+Keys pressed on the page after the hand-off reach the agent as RFC 4733 events
+(or as tones in the audio when the agent's phone did not offer telephone-event).
 
 The bridge outlives the flow: the runner's hang-up after a hand-off leaves a
 bridged call alone, and the bridge ends both legs when either side hangs up.
@@ -86,7 +87,11 @@ class Bridge:
                 return
 
     def key(self, digit: str) -> None:
-        """A key the caller pressed on the page: the agent hears it."""
+        """A key the caller pressed on the page: an RFC 4733 event when the agent's phone took
+        telephone-event, else its tone in the audio."""
+        if getattr(self.sip.rtp, "dtmf_pt", None) is not None:
+            self.sip.rtp.send_dtmf(digit)
+            return
         with contextlib.suppress(ValueError):
             # Whole, ahead of the caller's audio: the live queue's depth would cut the tone short.
             self.to_sip.insert(key_tone(digit))

@@ -4,7 +4,10 @@ Require, INFO bodies, framing errors on TCP, and the metrics text."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
+
+import pytest
 
 from ivr.audio.clock import MediaClock
 from ivr.audio.g711 import codec_by_name
@@ -276,3 +279,51 @@ def test_metrics_list_described_counters_before_their_first_sample():
     assert "# TYPE ivr_speech_inputs_total counter" in text
     assert "# TYPE ivr_sip_errors_total counter\nivr_sip_errors_total 3" in text
     assert "# TYPE ivr_active_calls gauge\nivr_active_calls 1" in text
+
+
+# ---- sending keys (RFC 4733) -----------------------------------------------------------------------
+class _Wire:
+    """Stands in for the session's socket and transport: keeps what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: bytes, dest) -> None:
+        self.sent.append(data)
+
+
+def test_keys_sent_as_telephone_events_are_read_back_as_the_same_keys():
+    async def run():
+        tx, _ = _session()
+        wire = _Wire()
+        tx._sock = tx.transport = wire
+        first, second = tx.send_dtmf("5"), tx.send_dtmf("#", duration_ms=60)
+        ticks = 0
+        while not second.done() and ticks < 100:
+            tx.tick()
+            ticks += 1
+        rx, keys = _session()
+        for data in wire.sent:
+            rx.datagram_received(data, PEER)
+        return first.result(), second.result(), keys, wire.sent, ticks
+
+    first, second, keys, sent, ticks = asyncio.run(run())
+    assert (first, second) == (True, True)
+    assert keys == ["5", "#"]
+    assert ticks == len(sent)  # one packet a tick, none of them audio
+    assert all(p[1] & 0x7F == 101 for p in sent)
+    assert sent[0][1] & 0x80  # the first packet of a press carries the marker
+    # Each press keeps its own start timestamp; the second starts after the first's ticks.
+    ts = [struct.unpack("!I", p[4:8])[0] for p in sent]
+    n5 = ts.count(ts[0])
+    assert len(set(ts)) == 2 and ts[n5] - ts[0] == 160 * n5
+    seqs = [struct.unpack("!H", p[2:4])[0] for p in sent]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+
+
+def test_without_a_negotiated_event_type_a_key_cannot_go_as_rfc4733():
+    async def run():
+        rtp = RtpSession(MediaClock(), codec_by_name("PCMU"), PEER, dtmf_pt=None, on_dtmf=lambda d, v: None)
+        with pytest.raises(ValueError, match="telephone-event"):
+            rtp.send_dtmf("1")
+    asyncio.run(run())

@@ -433,3 +433,14 @@ def test_once_the_bridge_is_over_the_call_hangs_up_as_usual():
         await rig.call.hangup("normal")
         return list(rig.ends), rig.call.ended
     assert bridged(t) == (["normal"], True)
+
+
+def test_an_agent_phone_with_telephone_event_gets_keys_as_rfc4733_not_tones():
+    async def t(rig, agent, bridge):
+        sent: list[str] = []
+        agent.rtp.dtmf_pt = 101
+        agent.rtp.send_dtmf = lambda digit, duration_ms=100: sent.append(digit)
+        rig.call.dtmf("7", "datachannel")
+        rig.call.dtmf("#", "datachannel")
+        return sent, len(bridge.to_sip.inserted), rig.call.events.qsize()
+    assert bridged(t) == (["7", "#"], 0, 0)
