@@ -18,6 +18,7 @@ page's audio player needs). Compared in constant time.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from .flows.model import Flow, Voicemail
+from .live import CallEvents
 from .services.callback_worker import CallbackWorker
 from .services.callbacks import SqliteCallbacks
 from .services.mailbox import fill
@@ -35,7 +37,7 @@ PAGE = Path(__file__).with_name("voicemail.html")
 
 
 def add_api(app: web.Application, *, token: str, voicemail: SqliteVoicemail, callbacks: SqliteCallbacks,
-            worker: CallbackWorker | None, flow: Callable[[], Flow | None]) -> None:
+            worker: CallbackWorker | None, flow: Callable[[], Flow | None], live: CallEvents | None = None) -> None:
     """Register the API routes on `app`."""
 
     @web.middleware
@@ -117,3 +119,21 @@ def add_api(app: web.Application, *, token: str, voicemail: SqliteVoicemail, cal
     app.router.add_post("/api/callbacks/{id}/cancel", callback_cancel)
     app.router.add_post("/api/queues/{queue}/agent-free", agent_free)
     app.router.add_get("/voicemail", page)
+
+    async def call_events(request: web.Request) -> web.StreamResponse:
+        """A call's journey events over a WebSocket, from the first: {"event": ..., "data": ...},
+        then {"event": "closed"} once its journey is written (or nothing came for 10 s)."""
+        if live is None:
+            raise web.HTTPNotFound()
+        ws = web.WebSocketResponse(heartbeat=20.0)
+        await ws.prepare(request)
+        try:
+            async for event, data in live.follow(request.match_info["call_id"]):
+                await ws.send_str(json.dumps({"event": event, "data": data}, default=str))
+            await ws.send_str(json.dumps({"event": "closed"}))
+        except (ConnectionError, RuntimeError):
+            pass  # the follower went away
+        await ws.close()
+        return ws
+
+    app.router.add_get("/api/calls/{call_id}/events", call_events)

@@ -20,6 +20,7 @@ from .engine.context import Services
 from .engine.runner import run_call
 from .flows.validate import iter_prompts
 from .flowstore import FlowStore
+from .live import CallEvents
 from .metrics import Metrics
 from .services.callback_worker import CallbackWorker
 from .services.callbacks import SqliteCallbacks
@@ -127,6 +128,7 @@ class App:
         self.worker: CallbackWorker | None = None
         self.api_token = settings.api_token or _token(data / "api-token")
         self._background: set[asyncio.Task] = set()
+        self.live = CallEvents()  # each call's journey events, for followers (/api/calls/ID/events)
         self._warm: asyncio.Task | None = None
         refer = SipReferRouter(settings.queue_targets, settings.agents)
         self.router = HttpRouter(settings.router_url, fallback=refer, status_url=settings.router_status_url) \
@@ -291,7 +293,7 @@ class App:
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
         add_api(app, token=self.api_token, voicemail=self.voicemail, callbacks=self.callbacks, worker=self.worker,
-                flow=lambda: self.flows.flow)
+                flow=lambda: self.flows.flow, live=self.live)
         self._add_webrtc(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -341,9 +343,10 @@ class App:
         self.calls.add(task)
         try:
             journey = await run_call(flow, call, services, overflow=overflow, start=start,
-                                     observers=[self.metrics.observer, *observers])
+                                     observers=[self.metrics.observer, self.live.observer(call.call_id), *observers])
         finally:
             self.calls.discard(task)
+            self.live.ended(call.call_id)
         with self.journeys.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(journey.to_dict(), default=str) + "\n")
 
