@@ -5,7 +5,8 @@ Opus, 8 kHz mono for PCMU and PCMA, 16 kHz for G.722, all whole multiples
 of 8 kHz. Each call brings them down with a small FIR low-pass and keeps
 every n-th sample, carrying the filter's history from frame to frame, so the
 audio has no seam every 20 ms (as it would if each frame were resampled on
-its own). This is numpy on the event loop, about 60 µs a frame from Opus: PyAV's own
+its own). This is numpy on the event loop, about 60 µs a frame from Opus (PCMU's 8 kHz
+frames pass as they are): PyAV's own
 resampler would start a filter graph with a thread pool for every call. The
 track is always read, listener or not: aiortc queues what nobody reads
 without bound. In-band DTMF tones are looked for in every frame, as browsers
@@ -30,6 +31,7 @@ log = logging.getLogger("ivr.webrtc")
 MAX_QUEUED = 500  # frames a listener may fall behind (10 s) before frames are dropped for it
 TAPS_PER_STEP = 16  # FIR length per decimation step: 96 taps from 48 kHz, about 60 dB down in the stop band
 CUTOFF_HZ = 3600.0  # below the 4 kHz Nyquist of 8 kHz, above the telephone band
+TONE_BATCH = 3  # frames looked at together for in-band DTMF
 
 
 def lowpass(factor: int) -> np.ndarray:
@@ -43,6 +45,10 @@ def lowpass(factor: int) -> np.ndarray:
 
 def mono(frame: AudioFrame) -> np.ndarray:
     """A frame's samples as one float channel on the PCM16 scale."""
+    if frame.format.name == "s16" and not frame.format.is_planar and frame.layout.nb_channels == 2:
+        # What aiortc's Opus decoder gives: interleaved stereo, read straight from the plane.
+        lr = np.frombuffer(frame.planes[0], dtype="<i2", count=frame.samples * 2).astype(np.float32)
+        return (lr[0::2] + lr[1::2]) * 0.5
     x = frame.to_ndarray()
     channels = frame.layout.nb_channels
     x = x.mean(axis=0) if frame.format.is_planar else x.reshape(-1, channels).mean(axis=1)
@@ -65,8 +71,8 @@ class FrameCutter:
         self._rate = rate
         self._factor = rate // RATE if rate % RATE == 0 else 0
         if self._factor > 1:
-            self._h = lowpass(self._factor)
-            self._tail = np.zeros(len(self._h) - 1)
+            self._h = lowpass(self._factor).astype(np.float32)  # float32 is plenty for 16-bit audio
+            self._tail = np.zeros(len(self._h) - 1, dtype=np.float32)
 
     def _to_8k(self, x: np.ndarray) -> np.ndarray:
         f = self._factor
@@ -82,7 +88,10 @@ class FrameCutter:
             self._tail = buf
             return np.zeros(0)
         count = (len(buf) - taps) // f + 1
-        windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[: count * f: f]
+        # Every f-th window of `taps` samples, as a view (numpy's own helpers check more and cost
+        # more than the filtering itself).
+        step = buf.strides[0]
+        windows = np.ndarray((count, taps), dtype=buf.dtype, buffer=buf, strides=(step * f, step))
         self._tail = buf[count * f:]
         return windows @ self._h  # the filter is symmetric: no need to reverse it
 
@@ -90,6 +99,9 @@ class FrameCutter:
         """The whole frames now available (the filter delays the audio by about a millisecond)."""
         if frame.sample_rate != self._rate:
             self._setup(frame.sample_rate)
+        if (self._factor == 1 and frame.format.name == "s16" and frame.layout.nb_channels == 1
+                and not self._buf and frame.samples * 2 == FRAME_BYTES):
+            return [bytes(frame.planes[0])[:FRAME_BYTES]]  # PCMU/PCMA: already what the engine uses
         y = self._to_8k(mono(frame))
         self._buf += np.clip(np.round(y), -32768, 32767).astype("<i2").tobytes()
         n = len(self._buf) // FRAME_BYTES * FRAME_BYTES
@@ -106,6 +118,7 @@ class Inbound:
         self.cutter = FrameCutter()
         self.inband = InbandDtmfDetector()
         self.listeners: list[asyncio.Queue] = []
+        self._tones: list[bytes] = []
         self.frames_in = 0
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -132,8 +145,13 @@ class Inbound:
     def deliver(self, pcm: bytes) -> None:
         """One 20 ms frame from the caller."""
         self.frames_in += 1
-        for digit in self.inband.push(pcm):
-            self.on_dtmf(digit, "inband")
+        # Tones are looked for three frames at a time: a key lasts 40 ms or more, and one
+        # pass over 60 ms costs little more than one over 20 ms.
+        self._tones.append(pcm)
+        if len(self._tones) == TONE_BATCH:
+            for digit in self.inband.push(b"".join(self._tones)):
+                self.on_dtmf(digit, "inband")
+            self._tones.clear()
         for q in self.listeners:
             if q.qsize() < MAX_QUEUED:  # a stuck consumer must not grow memory without bound
                 q.put_nowait(pcm)
