@@ -1,0 +1,1 @@
+"""The testers' harness (`ivr test`): calls a SIP IVR like a person and checks what happens."""
