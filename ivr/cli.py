@@ -177,7 +177,7 @@ def _turn_settings(args) -> dict:
     """The TURN credentials of `ivr serve`, checked against its --ice-server URLs; exits saying
     what to change when they cannot work. Secrets come from the environment by default, so they
     stay out of `ps` and shell history."""
-    from .webrtc.ice import TURN_TTL, IceConfig
+    from .webrtc.ice_servers import TURN_TTL, IceConfig
     user = args.turn_user or None
     turn = {
         "turn_secret": args.turn_secret or os.environ.get("IVR_TURN_SECRET") or None,
@@ -215,7 +215,7 @@ def _origin(text: str) -> str:
 
 def _ice_server(text: str) -> str:
     """argparse type of --ice-server: a stun:, turn: or turns: URL."""
-    from .webrtc.ice import check_ice_server
+    from .webrtc.ice_servers import check_ice_server
     try:
         return check_ice_server(text)
     except ValueError as exc:
