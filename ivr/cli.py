@@ -335,7 +335,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host address offered to browsers (repeatable; default: every interface but loopback)")
     r.add_argument("--quiet", action="store_true", help="log warnings only")
     r.set_defaults(func=cmd_serve)
+
+    t = sub.add_parser("test", help="call a SIP IVR and run caller journeys (YAML) against it; see docs/TESTING.md")
+    t.add_argument("journeys", nargs="+", metavar="JOURNEY", help="journey files, or folders of them")
+    t.add_argument("--target", metavar="URI", help="the IVR to call, e.g. sip:ivr@127.0.0.1:5060 "
+                   "(overrides the journeys' own target)")
+    t.add_argument("--driver", default="sip", help="the caller's phone: sip (the harness's own)")
+    t.add_argument("--bind", default="127.0.0.1", type=_ip, metavar="ADDR",
+                   help="the address the harness's phone uses (default 127.0.0.1)")
+    t.add_argument("--events", metavar="URL", help="when the target is `ivr serve`: its HTTP address, to read "
+                   "each call's events too (exact prompt ids, flow coverage)")
+    t.add_argument("--api-token", metavar="TOKEN", help="the engine's API token (default: $IVR_API_TOKEN)")
+    t.add_argument("-k", dest="select", metavar="TEXT", help="only journeys whose name contains TEXT or tagged TEXT")
+    t.add_argument("--load", type=int, default=0, metavar="N", help="load mode: N calls, journeys taken in turn")
+    t.add_argument("--rate", type=float, default=1.0, metavar="PER_S", help="load mode: new calls a second")
+    t.add_argument("--concurrency", type=int, default=0, metavar="N", help="load mode: at most N calls at once")
+    t.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    t.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (audio of failed steps)")
+    t.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    t.add_argument("--coverage", metavar="FLOWS", help="measure flow coverage on this flow file (needs --events)")
+    t.add_argument("--quiet", action="store_true", help="print only the reports' summary")
+    t.set_defaults(func=cmd_test)
     return p
+
+
+def cmd_test(args) -> int:
+    from .harness.command import Options
+    from .harness.command import main as run_tests
+
+    if args.load < 0 or args.load > 100_000 or args.rate <= 0 or args.concurrency < 0:
+        print("ivr test: --load 0..100000, --rate above 0, --concurrency 0 or more", file=sys.stderr)
+        return 2
+    return run_tests(Options(
+        paths=args.journeys, target=args.target, driver=args.driver, bind=args.bind, events=args.events,
+        api_token=args.api_token, select=args.select, load=args.load, rate=args.rate,
+        concurrency=args.concurrency, junit=args.junit, html=args.html, json=args.json,
+        coverage=args.coverage, quiet=args.quiet))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -507,7 +507,9 @@ def music_frames(pcm: bytes | np.ndarray) -> np.ndarray:
     loudest = sliding_window_view(np.pad(levels, reach, mode="edge"), 2 * reach + 1).max(axis=1)
     dips = bridged & (levels < loudest - DIP_DB)
     window = int(round(TALK_WINDOW_S / FRAME_S))
-    density = np.convolve(dips.astype(np.float64), np.ones(window) / window, mode="same")
+    # "same"-sized and centred however short the audio is (numpy's "same" gives the longer length).
+    density = np.convolve(dips.astype(np.float64), np.ones(window) / window, mode="full")
+    density = density[(window - 1) // 2:(window - 1) // 2 + dips.size]
     return bridged & (density <= TALK_DIPS)
 
 

@@ -339,3 +339,11 @@ def test_mos_estimate_is_a_rough_proxy_that_drops_with_damage():
     noisy = listen.mos_estimate(line([0.5, music, 0.5], hiss=800)[0])
     assert damaged < 3.5 and clipped < 3.5 and noisy < listen.mos_estimate(clean)
     assert min(damaged, clipped, noisy) >= 1.0
+
+
+def test_music_is_judged_on_audio_shorter_than_the_talk_window():
+    # A quarter of a second of a tone: too short to tell, and no error for being short.
+    t = np.arange(2000) / 8000
+    pcm = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+    assert listen.music_span(pcm) <= 0.25
+    assert listen.music_span(b"") == 0.0
