@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -162,6 +163,49 @@ def sipp_phone(tmp: Path, scenario: str, *extra: str, calls: int = 1,
            "-mp", str(free_media_port()), "-m", str(calls), "-nostdin", "-timeout", f"{timeout}s",
            "-trace_logs", "-trace_err", "-error_file", str(tmp / f"{scenario}.errors"), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp), port
+
+
+@contextlib.contextmanager
+def sipp_agent(tmp: Path, scenario: str, *extra: str, timeout: int = 60):
+    """A sipp_phone for the length of a `with` block: (process, SIP port); killed if still running."""
+    proc, port = sipp_phone(tmp, scenario, *extra, timeout=timeout)
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def http_router(answer: dict):
+    """A stand-in HTTP router on 127.0.0.1 that answers every POST with `answer`:
+    yields (its URL, the JSON bodies it was sent)."""
+    import http.server
+    import threading
+
+    seen: list[dict] = []
+
+    class Router(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the standard library's name
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Router)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/route", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def logged(tmp: Path, scenario: str, prefix: str) -> list[str]:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from string import Template
 
-from .conftest import HERE, free_media_port, free_port, need
+from .conftest import HERE, free_media_port, free_port, http_router, need
 
 SCENARIOS = HERE / "scenarios"
 FLOWS = HERE / "flows" / "menu.yaml"
@@ -91,30 +91,7 @@ def test_hundred_concurrent_calls_all_end_right(serve, tmp_path):
 
 def test_http_router_decides_where_the_refer_goes(serve, tmp_path):
     """`--router http`: the IVR POSTs the payload to a router, and REFERs the call where it says."""
-    import http.server
-    import threading
-
-    seen: list[dict] = []
-
-    class Router(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the standard library's name
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append(json.loads(body))
-            answer = json.dumps({"target": "sip:expert@127.0.0.1:5070"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Router)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/route"
+    with http_router({"target": "sip:expert@127.0.0.1:5070"}) as (url, seen):
         server = serve(FLOWS, "--router", "http", "--router-url", url)
         proc = run_sipp(tmp_path, "uac_dtmf_refer.xml", server.sip_port, digit="1",
                         agents="sip:expert@127.0.0.1:5070", reason="choice", queue="billing")
@@ -122,6 +99,3 @@ def test_http_router_decides_where_the_refer_goes(serve, tmp_path):
         (journey,) = server.wait_journeys(1)
         assert journey["outcome"] == "handoff"
         assert seen == [journey["handoff"]]  # the router saw exactly the payload
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -16,7 +16,7 @@ import pytest
 from ivr.services.router import decode_context
 
 from .audio_match import find
-from .conftest import logged, need, sipp_phone
+from .conftest import http_router, logged, need, sipp_agent
 from .phrases import phrase
 from .test_webrtc import LOOPBACK, SPEECH_FLOW, Caller, gauge_back_to_zero, metrics, run
 
@@ -42,8 +42,7 @@ async def bridged(c: Caller) -> None:
 def test_key_0_bridges_to_a_sip_agent_with_the_context_and_audio_both_ways(serve, tmp_path):
     need("espeak-ng")
     words = phrase("billing please", tmp_path)
-    agent, port = sipp_phone(tmp_path, ECHO, "-rtp_echo", timeout=60)
-    try:
+    with sipp_agent(tmp_path, ECHO, "-rtp_echo", timeout=60) as (agent, port):
         server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off", "--agents", f"sip:agent@127.0.0.1:{port}")
 
         async def call():
@@ -65,9 +64,6 @@ def test_key_0_bridges_to_a_sip_agent_with_the_context_and_audio_both_ways(serve
 
         heard, during, ended, call_id = run(call())
         assert agent.wait(15) == 0, errors(tmp_path, ECHO)  # the agent got the IVR's BYE
-    finally:
-        if agent.poll() is None:
-            agent.kill()
     # What the caller said went to the agent and came back through the bridge.
     match = find(heard, words.astype("<i2").tobytes())
     print("the caller's words, back from the agent:", match)
@@ -91,8 +87,7 @@ def test_key_0_bridges_to_a_sip_agent_with_the_context_and_audio_both_ways(serve
 
 
 def test_the_agent_hanging_up_ends_the_browser_call(serve, tmp_path):
-    agent, port = sipp_phone(tmp_path, "dial_uas_hangs_up.xml", timeout=60)
-    try:
+    with sipp_agent(tmp_path, "dial_uas_hangs_up.xml", timeout=60) as (agent, port):
         server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off", "--agents", f"sip:agent@127.0.0.1:{port}")
 
         async def call():
@@ -108,9 +103,6 @@ def test_the_agent_hanging_up_ends_the_browser_call(serve, tmp_path):
 
         ended = run(call())
         assert agent.wait(15) == 0, errors(tmp_path, "dial_uas_hangs_up.xml")
-    finally:
-        if agent.poll() is None:
-            agent.kill()
     assert ended["reason"].startswith("agent hung up"), ended
     assert server.wait_journeys(1)[0]["outcome"] == "handoff"
     m = run(metrics(server.http_port))
@@ -119,8 +111,7 @@ def test_the_agent_hanging_up_ends_the_browser_call(serve, tmp_path):
 
 @pytest.mark.parametrize("scenario, outcome", [("dial_uas_busy.xml", "busy")])
 def test_a_busy_agent_fails_the_hand_off_and_the_flow_goes_on(serve, tmp_path, scenario, outcome):
-    agent, port = sipp_phone(tmp_path, scenario, timeout=60)
-    try:
+    with sipp_agent(tmp_path, scenario, timeout=60) as (agent, port):
         server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off", "--agents", f"sip:agent@127.0.0.1:{port}")
 
         async def call():
@@ -139,9 +130,6 @@ def test_a_busy_agent_fails_the_hand_off_and_the_flow_goes_on(serve, tmp_path, s
 
         note, ended = run(call())
         assert agent.wait(15) == 0, errors(tmp_path, scenario)
-    finally:
-        if agent.poll() is None:
-            agent.kill()
     print("refused:", note)
     assert ended["reason"] == "normal"
     journey = server.wait_journeys(1)[0]
@@ -151,8 +139,7 @@ def test_a_busy_agent_fails_the_hand_off_and_the_flow_goes_on(serve, tmp_path, s
 
 
 def test_a_caller_who_leaves_while_the_agent_rings_cancels_the_agents_call(serve, tmp_path):
-    agent, port = sipp_phone(tmp_path, "dial_uas_ring_cancel.xml", timeout=60)
-    try:
+    with sipp_agent(tmp_path, "dial_uas_ring_cancel.xml", timeout=60) as (agent, port):
         server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off", "--agents", f"sip:agent@127.0.0.1:{port}")
 
         async def call():
@@ -172,9 +159,6 @@ def test_a_caller_who_leaves_while_the_agent_rings_cancels_the_agents_call(serve
 
         run(call())
         assert agent.wait(15) == 0, errors(tmp_path, "dial_uas_ring_cancel.xml")  # CANCEL, 487, ACK
-    finally:
-        if agent.poll() is None:
-            agent.kill()
     journey = server.wait_journeys(1)[0]
     assert journey["outcome"] == "abandoned", journey
     m = run(metrics(server.http_port))
@@ -182,30 +166,9 @@ def test_a_caller_who_leaves_while_the_agent_rings_cancels_the_agents_call(serve
 
 
 def test_an_http_router_names_the_target_and_the_browser_call_is_bridged_there(serve, tmp_path):
-    import http.server
-    import json
-    import threading
-
-    seen: list[dict] = []
-    agent, port = sipp_phone(tmp_path, "dial_uas_agent_hangs_up.xml", timeout=60)
-
-    class Router(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the standard library's name
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            answer = json.dumps({"target": f"sip:expert@127.0.0.1:{port}"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Router)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/route"
+    scenario = "dial_uas_agent_hangs_up.xml"
+    with sipp_agent(tmp_path, scenario) as (agent, port), \
+            http_router({"target": f"sip:expert@127.0.0.1:{port}"}) as (url, seen):
         server = serve(SPEECH_FLOW, *LOOPBACK, "--speech-engine", "off", "--router", "http", "--router-url", url)
 
         async def call():
@@ -219,15 +182,11 @@ def test_an_http_router_names_the_target_and_the_browser_call_is_bridged_there(s
                 await c.close()
 
         ended = run(call())
-        assert agent.wait(15) == 0, errors(tmp_path, "dial_uas_agent_hangs_up.xml")
-    finally:
-        httpd.shutdown()
-        if agent.poll() is None:
-            agent.kill()
+        assert agent.wait(15) == 0, errors(tmp_path, scenario)
     assert ended["reason"].startswith("agent hung up"), ended
     journey = server.wait_journeys(1)[0]
     assert seen == [journey["handoff"]]  # the router saw the payload ...
-    [ctx] = logged(tmp_path, "dial_uas_agent_hangs_up.xml", "CONTEXT ")
+    [ctx] = logged(tmp_path, scenario, "CONTEXT ")
     assert decode_context(ctx) == journey["handoff"]  # ... and the agent got the same
-    [invited] = logged(tmp_path, "dial_uas_agent_hangs_up.xml", "INVITE ")
+    [invited] = logged(tmp_path, scenario, "INVITE ")
     assert invited == f"<sip:expert@127.0.0.1:{port}>"
