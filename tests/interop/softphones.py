@@ -158,7 +158,6 @@ def owned_by(inode: int, pid: int) -> bool:
 
 
 # --- baresip --------------------------------------------------------------------------------
-
 # The configuration tried with baresip 1.0.0 on these machines, with ports and paths to fill in.
 # No stdio module: the phone is driven only over ctrl_tcp, never a terminal. `net_interface`
 # must be the address, not `lo`, or baresip advertises its Ethernet address in the SDP.
@@ -427,7 +426,6 @@ class Baresip:
 
 
 # --- linphonec ------------------------------------------------------------------------------
-
 # linphone rewrites this file with its defaults on exit; these are the keys that matter.
 LINPHONE_RC = Template("""\
 [sip]
