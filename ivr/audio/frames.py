@@ -32,3 +32,19 @@ def tone(freqs: tuple[float, ...], seconds: float, level: float = 0.3) -> bytes:
         env[:ramp] = np.linspace(0, 1, ramp)
         env[-ramp:] = np.linspace(1, 0, ramp)
     return (sig * env * level * 32767).astype("<i2").tobytes()
+
+
+async def follow(listeners: list):
+    """A caller's frames as they arrive: a queue of its own is added to `listeners` (whoever
+    receives the audio puts each frame on every queue, and None at the end) and taken off
+    again when the iterator ends or is dropped."""
+    import asyncio
+
+    q: asyncio.Queue = asyncio.Queue()
+    listeners.append(q)
+    try:
+        while (frame := await q.get()) is not None:
+            yield frame
+    finally:
+        if q in listeners:
+            listeners.remove(q)

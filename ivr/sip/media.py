@@ -29,6 +29,7 @@ from collections.abc import Callable
 from ..audio.clock import MediaClock
 from ..audio.dtmf_detect import InbandDtmfDetector
 from ..audio.feed import Feed, Source
+from ..audio.frames import follow
 from ..audio.g711 import G711Codec
 from .rtp import DtmfReceiver, DtmfSender, RtpError, RtpPacket
 
@@ -256,19 +257,9 @@ class RtpSession(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("rtp error: %s", exc)
 
-    async def frames(self):
+    def frames(self):
         """The caller's audio as PCM16 frames, for as long as the iterator is used."""
-        q: asyncio.Queue = asyncio.Queue()
-        self.listeners.append(q)
-        try:
-            while True:
-                frame = await q.get()
-                if frame is None:
-                    return
-                yield frame
-        finally:
-            with contextlib.suppress(ValueError):
-                self.listeners.remove(q)
+        return follow(self.listeners)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -24,7 +24,7 @@ import numpy as np
 from av import AudioFrame
 
 from ..audio.dtmf_detect import InbandDtmfDetector
-from ..audio.frames import FRAME_BYTES, RATE
+from ..audio.frames import FRAME_BYTES, RATE, follow
 from ..audio.resample import resample
 
 log = logging.getLogger("ivr.webrtc")
@@ -156,21 +156,9 @@ class Inbound:
             if q.qsize() < MAX_QUEUED:  # a stuck consumer must not grow memory without bound
                 q.put_nowait(pcm)
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    def frames(self) -> AsyncIterator[bytes]:
         """The caller's frames for as long as the iterator is used (ends with the call)."""
-        q: asyncio.Queue = asyncio.Queue()
-        if self._closed:
-            return
-        self.listeners.append(q)
-        try:
-            while True:
-                frame = await q.get()
-                if frame is None:
-                    return
-                yield frame
-        finally:
-            with contextlib.suppress(ValueError):
-                self.listeners.remove(q)
+        return follow(self.listeners) if not self._closed else _nothing()
 
     def _end_listeners(self) -> None:
         for q in self.listeners:
@@ -185,3 +173,9 @@ class Inbound:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._end_listeners()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    """An iterator that ends at once (the call's audio is over)."""
+    return
+    yield  # an async generator, with nothing in it
