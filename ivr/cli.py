@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("journeys", nargs="+", metavar="JOURNEY", help="journey files, or folders of them")
     t.add_argument("--target", metavar="URI", help="the IVR to call, e.g. sip:ivr@127.0.0.1:5060 "
                    "(overrides the journeys' own target)")
-    t.add_argument("--driver", default="sip", help="the caller's phone: sip (the harness's own)")
+    t.add_argument("--driver", default="sip", choices=("sip", "pyvoip", "baresip"),
+                   help="the caller's phone: sip (the harness's own, default), pyvoip (a pyVoIP phone that "
+                   "registers and calls through a registrar), baresip (a baresip softphone per call)")
+    t.add_argument("--registrar", metavar="HOST:PORT", help="pyvoip: the registrar to sign in to and call "
+                   "through (default: the target's host and port)")
     t.add_argument("--bind", default="127.0.0.1", type=_ip, metavar="ADDR",
                    help="the address the harness's phone uses (default 127.0.0.1)")
     t.add_argument("--events", metavar="URL", help="when the target is `ivr serve`: its HTTP address, to read "
@@ -367,7 +371,8 @@ def cmd_test(args) -> int:
         print("ivr test: --load 0..100000, --rate above 0, --concurrency 0 or more", file=sys.stderr)
         return 2
     return run_tests(Options(
-        paths=args.journeys, target=args.target, driver=args.driver, bind=args.bind, events=args.events,
+        paths=args.journeys, target=args.target, driver=args.driver, bind=args.bind, registrar=args.registrar,
+        events=args.events,
         api_token=args.api_token, select=args.select, load=args.load, rate=args.rate,
         concurrency=args.concurrency, junit=args.junit, html=args.html, json=args.json,
         coverage=args.coverage, quiet=args.quiet))

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import journey as jm
-from .phone import Phone
+from .drivers import DRIVERS, DriverOptions, make_phone
+from .line import CallerPhone
 from .results import JourneyResult
 from .runner import run_journey
-
-DRIVERS = ("sip",)
 
 
 @dataclass
@@ -24,8 +23,9 @@ class Options:
 
     paths: list[str]
     target: str | None = None
-    driver: str = "sip"
+    driver: str = "sip"  # a name in drivers.DRIVERS
     bind: str = "127.0.0.1"
+    registrar: str | None = None  # for drivers that register (pyvoip): host:port
     events: str | None = None  # this engine's HTTP address, to follow its events
     api_token: str | None = None
     select: str | None = None  # run only journeys whose name or tags contain this
@@ -49,7 +49,7 @@ def load(opts: Options) -> list[jm.Journey]:
 
 async def run(opts: Options, journeys: list[jm.Journey], out=sys.stdout) -> list[JourneyResult]:
     """Run the journeys (or the load) and return every result."""
-    phone = Phone(host=opts.bind)
+    phone = make_phone(opts.driver, DriverOptions(bind=opts.bind, registrar=opts.registrar))
     await phone.start()
     events = None
     if opts.events:
@@ -61,7 +61,7 @@ async def run(opts: Options, journeys: list[jm.Journey], out=sys.stdout) -> list
             return await _load(opts, journeys, phone, events)
         results = []
         for j in journeys:
-            r = await run_journey(j, phone, opts.target, events=events, driver=opts.driver)
+            r = await run_journey(j, phone, opts.target, events=events)
             results.append(r)
             if not opts.quiet:
                 print(_line(r), file=out, flush=True)
@@ -72,7 +72,7 @@ async def run(opts: Options, journeys: list[jm.Journey], out=sys.stdout) -> list
         await phone.close()
 
 
-async def _load(opts: Options, journeys: list[jm.Journey], phone: Phone, events) -> list[JourneyResult]:
+async def _load(opts: Options, journeys: list[jm.Journey], phone: CallerPhone, events) -> list[JourneyResult]:
     """`opts.load` calls started at `opts.rate` a second, journeys taken in turn."""
     limit = asyncio.Semaphore(opts.concurrency or opts.load)
     results: list[JourneyResult] = []
@@ -81,7 +81,7 @@ async def _load(opts: Options, journeys: list[jm.Journey], phone: Phone, events)
 
     async def one(j: jm.Journey) -> None:
         async with limit:
-            r = await run_journey(j, phone, opts.target, events=events, driver=opts.driver)
+            r = await run_journey(j, phone, opts.target, events=events)
         results.append(r)
         bar.update(r.passed)
 
@@ -146,7 +146,7 @@ def main(opts: Options) -> int:
         print("ivr test: no journeys to run", file=sys.stderr)
         return 2
     if opts.driver not in DRIVERS:
-        print(f"ivr test: driver {opts.driver!r} is not available here", file=sys.stderr)
+        print(f"ivr test: no caller driver {opts.driver!r}; there are: {', '.join(DRIVERS)}", file=sys.stderr)
         return 2
     results = asyncio.run(run(opts, journeys))
     _report(opts, results)

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import journey as jm
 from . import listen
-from .phone import CallFailed, Line, Phone
+from .line import CallerPhone, CallFailed, DriverCannot, Line
 from .results import FAILED, PASSED, JourneyResult, StepResult
 
 log = logging.getLogger("ivr.harness")
@@ -245,9 +245,11 @@ HANDLERS: dict[str, Handler] = {
 
 # ---- one journey -----------------------------------------------------------------------------------
 
-async def run_journey(journey: jm.Journey, phone: Phone, target: str | None = None, *,
-                      events=None, driver: str = "sip") -> JourneyResult:
-    """Place the call and run the steps; never raises for what the IVR did."""
+async def run_journey(journey: jm.Journey, phone: CallerPhone, target: str | None = None, *,
+                      events=None) -> JourneyResult:
+    """Place the call with `phone` (any caller driver) and run the steps; never raises for
+    what the IVR did."""
+    driver = phone.driver
     target = target or journey.target
     steps = [StepResult(i, s.kind, s.describe(), s.line) for i, s in enumerate(journey.steps)]
     result = JourneyResult(journey.name, str(journey.file), driver, target or "", steps, tags=list(journey.tags))
@@ -300,8 +302,9 @@ async def _steps(run: Run, journey: jm.Journey, steps: list[StepResult], t0: flo
         start_byte = run.cursor
         try:
             out = await HANDLERS[step.kind](run, step)
-        except StepFailed as exc:
-            res.status, res.detail, res.evidence = FAILED, str(exc), exc.evidence
+        except (StepFailed, DriverCannot) as exc:
+            res.status, res.detail = FAILED, str(exc)
+            res.evidence = exc.evidence if isinstance(exc, StepFailed) else {"driver": run.line.driver}
             res.audio = bytes(run.line.heard[start_byte:])[-int(FAILED_AUDIO_S * 16000):] or None
             res.elapsed_s = round(loop.time() - t0 - res.started_s, 3)
             return
