@@ -227,8 +227,9 @@ def _dial(r: _Reader, step: _Located, value: Any) -> Step | None:
     if f is None:
         return None
     caller, headers = f.text("caller"), f.strmap("headers", headers=True)
+    telephone_event = f.boolean("telephone_event", True)
     f.finish()
-    return Dial(**step.at, caller=caller, headers=headers)
+    return Dial(**step.at, caller=caller, headers=headers, telephone_event=telephone_event)
 
 
 def _expect_prompt(r: _Reader, step: _Located, value: Any) -> Step | None:

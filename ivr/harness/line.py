@@ -188,4 +188,6 @@ class CallerPhone(Protocol):
     async def close(self) -> None: ...
 
     async def call(self, target: str, *, caller: str | None = None, headers: dict[str, str] | None = None,
-                   ring_timeout: float = 30.0) -> Line: ...
+                   ring_timeout: float = 30.0, telephone_event: bool = True) -> Line:
+        """Dial `target`; CallFailed when unanswered, DriverCannot for what the phone cannot
+        do (headers it cannot send, an offer without telephone-event)."""

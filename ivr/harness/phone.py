@@ -138,11 +138,12 @@ class Phone:
         await call.hangup("not taking calls")
 
     async def call(self, target: str, *, caller: str | None = None, headers: dict[str, str] | None = None,
-                   ring_timeout: float = 30.0) -> SipLine:
+                   ring_timeout: float = 30.0, telephone_event: bool = True) -> SipLine:
         """Dial `target` (a sip: URI over UDP); raises CallFailed when it is not answered."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        result = await self.server.dial(target, caller_id=caller, ring_timeout=ring_timeout, headers=headers)
+        result = await self.server.dial(target, caller_id=caller, ring_timeout=ring_timeout, headers=headers,
+                                        telephone_event=telephone_event)
         if not result.answered:
             raise CallFailed(result.status, result.reason)
         now = loop.time()

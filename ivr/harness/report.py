@@ -67,6 +67,7 @@ def totals(results: Sequence[JourneyResult]) -> dict[str, Any]:
     """Counts, total time and the latency and call-setup percentiles over all journeys."""
     lat = [x for r in results for x in r.latencies_s]
     setup = [r.setup_s for r in results if r.setup_s is not None]
+    mos = [r.mos for r in results if r.mos is not None]
     statuses = [_status(r) for r in results]
 
     def rounded(x: float | None) -> float | None:
@@ -81,6 +82,9 @@ def totals(results: Sequence[JourneyResult]) -> dict[str, Any]:
         "latency": {"n": len(lat), "p50": rounded(percentile(lat, 50)), "p95": rounded(percentile(lat, 95)),
                     "max": rounded(max(lat, default=None))},
         "setup": {"n": len(setup), "p50": rounded(percentile(setup, 50)), "p95": rounded(percentile(setup, 95))},
+        # Rough (see sounds.mos_estimate): to spot broken audio among calls, not to quote.
+        "audio": {"n": len(mos), "mos_mean": round(sum(mos) / len(mos), 2) if mos else None,
+                  "mos_min": min(mos, default=None), "heard_s": round(sum(r.heard_s for r in results), 1)},
     }
 
 
@@ -172,7 +176,8 @@ def _step_line(s: StepResult) -> str:
 def _step_log(r: JourneyResult) -> str:
     head = [f"{r.name} ({r.file})" if r.file else r.name,
             f"driver {r.driver}, target {r.target or '–'}, call id {r.call_id or '–'}, "
-            f"setup {_secs(r.setup_s)}, duration {_secs(r.duration_s)}"]
+            f"setup {_secs(r.setup_s)}, duration {_secs(r.duration_s)}, heard {_secs(r.heard_s)}"
+            + (f", MOS~ {r.mos:.2f}" if r.mos is not None else "")]
     if r.latencies_s:
         head.append("latencies " + ", ".join(_secs(x) for x in r.latencies_s))
     if r.error:
@@ -344,6 +349,9 @@ def _totals_line(t: dict[str, Any]) -> str:
                  f" (n={lat['n']})")
     if setup["n"]:
         line += f"; setup p50 {_secs(setup['p50'])}, p95 {_secs(setup['p95'])}"
+    audio = t["audio"]
+    if audio["n"]:
+        line += f"; audio MOS~ mean {audio['mos_mean']:.2f}, min {audio['mos_min']:.2f} (rough)"
     return line
 
 
@@ -449,7 +457,9 @@ def _journey_html(n: int, r: JourneyResult) -> str:
     st = _status(r)
     meta = [f"file {r.file}" if r.file else "", f"driver {r.driver}", f"target {r.target or '–'}",
             f"call id {r.call_id}" if r.call_id else "", f"setup {_secs(r.setup_s)}",
-            f"duration {_secs(r.duration_s)}", "tags " + ", ".join(r.tags) if r.tags else "",
+            f"duration {_secs(r.duration_s)}", f"heard {_secs(r.heard_s)}",
+            f"MOS~ {r.mos:.2f} (rough)" if r.mos is not None else "",
+            "tags " + ", ".join(r.tags) if r.tags else "",
             "latencies " + ", ".join(_secs(x) for x in r.latencies_s) if r.latencies_s else ""]
     out = [f'<section class="journey {st}" id="j{n}">',
            f'<h3><span class="badge b-{st}">{st.upper()}</span>{_e(r.name)}</h3>',

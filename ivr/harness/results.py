@@ -51,6 +51,8 @@ class JourneyResult:
     setup_s: float | None = None  # INVITE to answer
     duration_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)  # from the end of an input to the next prompt
+    heard_s: float = 0.0  # how much audio the IVR sent
+    mos: float | None = None  # a rough audio-quality proxy of what was heard (sounds.mos_estimate)
     # From our engine's event stream, when the harness could read it (for coverage).
     nodes: list[str] = field(default_factory=list)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, via)

@@ -261,14 +261,19 @@ async def run_journey(journey: jm.Journey, phone: CallerPhone, target: str | Non
     dial = next((s for s in journey.steps if s.kind == "dial"), None)
     caller = (dial.caller if dial is not None and dial.caller else None) or journey.caller
     headers = {**journey.headers, **(dial.headers if dial is not None else {})}
+    telephone_event = dial.telephone_event if dial is not None else True
     line: Line | None = None
     stream = None
     try:
         async with asyncio.timeout(journey.timeout):
             try:
-                line = await phone.call(target, caller=caller, headers=headers or None)
+                line = await phone.call(target, caller=caller, headers=headers or None,
+                                        telephone_event=telephone_event)
             except CallFailed as exc:
                 result.error = f"the call was not answered: {exc}"
+                return result
+            except DriverCannot as exc:
+                result.error = str(exc)
                 return result
             except ValueError as exc:
                 result.error = f"cannot call {target}: {exc}"
@@ -287,12 +292,22 @@ async def run_journey(journey: jm.Journey, phone: CallerPhone, target: str | Non
         if line is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(line.hangup(), 10)
+            await _audio_quality(result, bytes(line.heard))
         if stream is not None:
             await stream.close()  # waits for the journey's end, so the path is whole
             result.nodes, result.edges = stream.nodes(), [tuple(e) for e in stream.edges()]
         result.duration_s = round(loop.time() - t0, 3)
     result.passed = result.error is None and all(s.status == PASSED for s in steps)
     return result
+
+
+async def _audio_quality(result: JourneyResult, heard: bytes) -> None:
+    """How much was heard, and the rough MOS-like figure of it (off the loop: numpy over minutes)."""
+    from .sounds import mos_estimate
+
+    result.heard_s = round(len(heard) / 16000, 2)
+    if heard:
+        result.mos = round(await asyncio.to_thread(mos_estimate, heard), 2)
 
 
 async def _steps(run: Run, journey: jm.Journey, steps: list[StepResult], t0: float) -> None:

@@ -61,15 +61,18 @@ class Step:
 class Dial(Step):
     """Place the call (only as the first step; without it the call is dialled anyway).
 
-    `caller` and `headers` add to (and override) the journey's own.
+    `caller` and `headers` add to (and override) the journey's own. Without
+    `telephone_event` the call offers no RFC 4733 keys, so an IVR has to hear tones.
     """
 
     kind: str = field(init=False, default="dial")
     caller: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    telephone_event: bool = True
 
     def describe(self) -> str:
-        return f"dial as {self.caller}" if self.caller else "dial"
+        text = f"dial as {self.caller}" if self.caller else "dial"
+        return text if self.telephone_event else text + " (keys as tones only)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -113,7 +113,7 @@ class Dialer:
         self.placed: dict[str, SipCall] = {}  # by Call-ID, until hung up by either side
 
     async def dial(self, uri: str, *, caller_id: str | None = None, ring_timeout: float = 30.0,
-                   headers: dict[str, str] | None = None) -> DialResult:
+                   headers: dict[str, str] | None = None, telephone_event: bool = True) -> DialResult:
         """Call `uri` (sip: over UDP); see SipServer.dial."""
         s = self.server
         target = _target(uri)
@@ -127,7 +127,8 @@ class Dialer:
         except (OSError, TimeoutError) as exc:
             return self._result(None, 503, f"Cannot resolve {target.host}: {exc}"[:120], "failed")
         host = self._local_host(dest)
-        rtp = RtpSession(s.clock, codec_by_name("PCMU"), ("", 0), dtmf_pt=DTMF_PT, on_dtmf=lambda d, via: None)
+        dtmf_pt = DTMF_PT if telephone_event else None
+        rtp = RtpSession(s.clock, codec_by_name("PCMU"), ("", 0), dtmf_pt=dtmf_pt, on_dtmf=lambda d, via: None)
         rtp.sending = False  # nothing goes out before the answer, early media or not
         call: SipCall | None = None
         tx: InviteClientTx | None = None
@@ -138,7 +139,7 @@ class Dialer:
             except OSError as exc:
                 return self._result(None, 503, f"No RTP port: {exc}"[:120], "failed")
             session_id = secrets.randbelow(2 ** 31)
-            our_offer = offer(host, port, ("PCMU", "PCMA"), DTMF_PT, session_id=session_id)
+            our_offer = offer(host, port, ("PCMU", "PCMA"), dtmf_pt, session_id=session_id)
             invite = _invite(target, host, s.transport.port, s.settings.user, caller_id, our_offer, extra)
             contact = invite.get("Contact") or ""
             acks = _Acks(s, invite, dest, contact)

@@ -246,7 +246,7 @@ class SipServer:
             self.dialer.release(call)
 
     async def dial(self, uri: str, *, caller_id: str | None = None, ring_timeout: float = 30.0,
-                   headers: dict[str, str] | None = None) -> DialResult:
+                   headers: dict[str, str] | None = None, telephone_event: bool = True) -> DialResult:
         """Place a call to `uri` ("sip:+441632960001@127.0.0.1:5080", over UDP).
 
         `caller_id` is our From (a sip:/tel: URI, a name-addr, or a number put at our
@@ -255,9 +255,11 @@ class SipServer:
         the SipCall when answered (registered with the server; hang it up when done),
         else the final status: 486 busy, 487 after our CANCEL, 408 when nothing came
         back at all, 503 for our own failures (no address, no RTP port, draining).
-        Raises ValueError for a URI, caller id or header we cannot send.
+        Raises ValueError for a URI, caller id or header we cannot send. Without
+        `telephone_event` the offer has no RFC 4733 keys, so keys go as tones.
         """
-        return await self.dialer.dial(uri, caller_id=caller_id, ring_timeout=ring_timeout, headers=headers)
+        return await self.dialer.dial(uri, caller_id=caller_id, ring_timeout=ring_timeout, headers=headers,
+                                      telephone_event=telephone_event)
 
     async def refer(self, call: SipCall, target: str, headers: dict[str, str], body: str | None) -> tuple[bool, str]:
         """Send REFER to `target` with the context headers; (accepted, detail)."""

@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -133,6 +135,48 @@ def test_load_mode_runs_calls_in_parallel_and_summarises(line, tmp_path):
     calls = {r["call_id"] for r in results}
     assert len(calls) == 6  # six distinct calls
     assert max(r["duration_s"] for r in results) > 2.0  # each call lasted long enough to overlap others
+    # The rough audio figure: clean loopback G.711 speech scores near the codec's ceiling.
+    assert "audio MOS~ mean" in proc.stdout
+    assert all(r["heard_s"] > 3 and 3.8 <= r["mos"] <= 4.4 for r in results), [(r["heard_s"], r["mos"]) for r in results]
+
+
+TONES = """\
+journey: key 0 as a tone on a call without telephone-event
+language: en-GB
+steps:
+  - dial: {telephone_event: false}
+  - expect_prompt: {text: "For billing and payments, press 1 or say billing.", within: 20s}
+  - press: {keys: "0", method: inband}
+  - expect_prompt: "Connecting you to an adviser."
+  - expect_handoff: {queue: general, reason: escape}
+"""
+
+
+def tones_heard(server) -> float:
+    """How many keys the engine has heard as in-band tones (its metrics page)."""
+    m = re.search(r'^ivr_sip_dtmf_received_total\{via="inband"\} ([0-9.]+)$', server.http("/metrics"), re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_keys_as_in_band_tones_reach_the_ivr(line, tmp_path):
+    """Offering no telephone-event, the harness's tones are the only way the key can arrive."""
+    server, _flow, tag = line
+    if tag != "open-hours":
+        pytest.skip("one line is enough for this")
+    (tmp_path / "tones.yaml").write_text(TONES)
+    before = tones_heard(server)
+    proc = ivr_test(str(tmp_path / "tones.yaml"), "--target", f"sip:ivr@127.0.0.1:{server.sip_port}",
+                    "--json", str(tmp_path / "tones.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [result] = json.loads((tmp_path / "tones.json").read_text())["journeys"]
+    press = next(s for s in result["steps"] if s["kind"] == "press")
+    assert press["detail"] == "pressed 0 (inband)"
+    end = time.monotonic() + 30
+    while not (mine := [j for j in server.journeys() if j["call_id"] == result["call_id"]]):
+        assert time.monotonic() < end, "the engine wrote no journey for the call"
+        time.sleep(0.2)
+    assert [(i["via"], i["value"]) for i in mine[0]["inputs"]] == [("dtmf", "0")]
+    assert tones_heard(server) == before + 1  # and it came as a tone: the engine counts how keys arrive
 
 
 def test_the_pytest_fixture_runs_a_journey(line, ivr_harness):

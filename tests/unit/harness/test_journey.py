@@ -175,6 +175,9 @@ def test_dial_forms(tmp_path):
     assert a == Dial(line=3, col=5)
     (b,) = steps(tmp_path, '- dial: {caller: "+44"}')
     assert (b.caller, b.headers) == ("+44", {})
+    assert b.telephone_event and "tones" not in b.describe()
+    (c,) = steps(tmp_path, "- dial: {telephone_event: false}")
+    assert not c.telephone_event and c.describe() == "dial (keys as tones only)"
 
 
 def test_block_style_steps(tmp_path):

@@ -49,6 +49,7 @@ def passing() -> JourneyResult:
     ]
     return JourneyResult("billing by key", "tests/journeys/billing.yaml", "sip", "sip:ivr@127.0.0.1:5070", steps,
                          passed=True, call_id="abc@host", setup_s=0.1, duration_s=3.2, latencies_s=[0.4, 0.6],
+                         heard_s=3.1, mos=4.3,
                          nodes=["check_hours", "welcome", "main_menu"],
                          edges=[("check_hours", "welcome", "case"), ("welcome", "main_menu", "next")],
                          tags=["smoke"])
@@ -65,6 +66,7 @@ def failing() -> JourneyResult:
     ]
     return JourneyResult("appointments", "tests/journeys/appointments.yaml", "sip", "sip:ivr@127.0.0.1:5070", steps,
                          passed=False, call_id="def@host", setup_s=0.3, duration_s=11.5, latencies_s=[1.0],
+                         heard_s=11.2, mos=3.1,
                          nodes=["check_hours", "welcome", "main_menu", "appointments_menu"],
                          edges=[("check_hours", "welcome", "case"), ("welcome", "main_menu", "next"),
                                 ("main_menu", "appointments_menu", "option")])
@@ -113,11 +115,15 @@ def test_totals(results):
     # latencies 0.4, 0.6, 1.0 over all journeys; setup 0.1 and 0.3 (the unanswered call has none)
     assert t["latency"] == {"n": 3, "p50": 0.6, "p95": pytest.approx(0.96), "max": 1.0}
     assert t["setup"] == {"n": 2, "p50": pytest.approx(0.2), "p95": pytest.approx(0.29)}
+    # the rough audio figure of the two calls that heard something
+    assert t["audio"] == {"n": 2, "mos_mean": 3.7, "mos_min": 3.1, "heard_s": 14.3}
+    assert "audio MOS~ mean 3.70, min 3.10 (rough)" in summary_text(results)
 
 
 def test_totals_of_nothing():
     t = totals([])
     assert t["journeys"] == 0 and t["latency"]["p50"] is None and t["setup"]["p95"] is None
+    assert t["audio"]["mos_mean"] is None and "MOS" not in summary_text([])
     assert "0 journeys" in summary_text([])
     ET.fromstring(junit_xml([]))
     assert "<h1>Journey report</h1>" in html_report([])
