@@ -81,6 +81,7 @@ class Line:
         self.hung_up = asyncio.Event()  # the IVR ended the call
         self.hangup_reason: str | None = None
         self.changed = asyncio.Event()  # set at every frame, key, transfer, end
+        self.key_down: float | None = None  # seconds since the answer when the last key began
 
     # ---- what was heard --------------------------------------------------------------------
     @property
@@ -153,6 +154,7 @@ class Line:
                 break
             if i:
                 await asyncio.sleep(gap)
+            self.key_down = self.now()
             if method == "inband":
                 await self.play(b"".join(key_frames(digit, duration)))
             else:

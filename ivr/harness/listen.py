@@ -286,6 +286,7 @@ class PromptSearch:
         self._n = 0
         self._next_block = {False: 0, True: 0}  # per mode: the first block not yet searched
         self._found: dict[bool, Match | None] = {False: None, True: None}
+        self._finished = False
         self._fft: dict[tuple[bool, int], dict] = {}
         head = min(self.template.size, int(self.HEAD_S * RATE))
         self._parts = {False: self._pieces(head), True: self._pieces(self.template.size)}
@@ -309,6 +310,18 @@ class PromptSearch:
             self._buf = grown
         self._buf[self._n:need] = x
         self._n = need
+
+    @property
+    def ended(self) -> bool:
+        """Whether `finish` was called."""
+        return self._finished
+
+    def finish(self) -> None:
+        """No more audio will come (the call ended): pad with silence so the last offsets,
+        which wait for audio after them, can be judged too (a prompt cut by a hang-up)."""
+        if not self._finished:
+            self._finished = True
+            self.feed(np.zeros(int(self.SLACK_S * RATE) + self.BLOCK))
 
     # -- search --
 

@@ -23,25 +23,30 @@ def pytest_addoption(parser) -> None:
     group.addoption("--ivr-target", default=None, help="the SIP IVR journeys call (sip:user@host:port)")
     group.addoption("--ivr-events", default=None, help="the engine's HTTP address, to read its call events")
     group.addoption("--ivr-api-token", default=None, help="the engine's API token")
+    group.addoption("--ivr-driver", default="sip", help="the caller's phone: sip, pyvoip or baresip")
 
 
 class Harness:
     """Runs journey files (or folders) and returns their results."""
 
-    def __init__(self, target: str | None = None, events: str | None = None, api_token: str | None = None) -> None:
+    def __init__(self, target: str | None = None, events: str | None = None, api_token: str | None = None,
+                 driver: str = "sip") -> None:
         self.target = target
         self.events = events
         self.api_token = api_token
+        self.driver = driver
 
     def run(self, *paths: str | Path, target: str | None = None, events: str | None = None,
-            api_token: str | None = None, load: int = 0, rate: float = 1.0):
-        """Run the journeys in `paths` one after another (or `load` calls at `rate` a second)."""
+            api_token: str | None = None, load: int = 0, rate: float = 1.0, driver: str | None = None,
+            registrar: str | None = None):
+        """Run the journeys in `paths` one after another (or `load` calls at `rate` a second),
+        with the `driver` phone (sip, pyvoip through `registrar`, baresip)."""
         from .command import Options, run
         from .command import load as load_journeys
 
         opts = Options(paths=[str(p) for p in paths], target=target or self.target,
                        events=events or self.events, api_token=api_token or self.api_token,
-                       load=load, rate=rate, quiet=True)
+                       load=load, rate=rate, quiet=True, driver=driver or self.driver, registrar=registrar)
         return asyncio.run(run(opts, load_journeys(opts)))
 
     @staticmethod
@@ -59,4 +64,4 @@ class Harness:
 def ivr_harness(request) -> Harness:
     """Runs caller journeys against a SIP IVR; see ivr/harness/pytest_plugin.py."""
     opt = request.config.getoption
-    return Harness(opt("--ivr-target"), opt("--ivr-events"), opt("--ivr-api-token"))
+    return Harness(opt("--ivr-target"), opt("--ivr-events"), opt("--ivr-api-token"), opt("--ivr-driver"))

@@ -58,9 +58,9 @@ class Run:
         (an IVR may answer a key before the last packet of its press has gone)."""
         self.cursor = len(self.line.heard)
 
-    def input_ended(self) -> None:
-        """The key or phrase has gone: latencies count from here."""
-        self.input_end = self.line.now()
+    def input_ended(self, at: float | None = None) -> None:
+        """The key or phrase has gone: latencies count from here (or from `at`)."""
+        self.input_end = self.line.now() if at is None else at
 
 
 Handler = Callable[[Run, Any], Awaitable[str | tuple[str, dict[str, Any]]]]
@@ -75,7 +75,9 @@ async def _dial(run: Run, step) -> str:
 async def _press(run: Run, step) -> str:
     run.input_starts()
     method = await run.line.press(step.keys, step.method, step.duration, step.gap)
-    run.input_ended()
+    # From the last key's start: IVRs act on a key as it goes down, often before its
+    # end has been sent, and a latency counted from the end would read 0 for them.
+    run.input_ended(run.line.key_down)
     return f"pressed {step.keys} ({method})"
 
 
@@ -131,6 +133,9 @@ async def _expect_prompt(run: Run, step) -> tuple[str, dict[str, Any]]:
             if event is not None:
                 ev = {"via": "event", "id": event.get("id"), "text": event.get("text")}
                 return f"the engine said it played {event.get('id') or event.get('text')!r}", ev
+        if line.hung_up.is_set() and len(line.heard) == fed and search is not None and not search.ended:
+            search.finish()  # the call is over: judge the audio up to its very end, then stop
+            continue
         if loop.time() >= deadline or line.hung_up.is_set() and len(line.heard) == fed:
             break
         await line.wait_change(min(POLL_S, max(0.0, deadline - loop.time())))

@@ -112,6 +112,23 @@ def test_the_whole_prompt_needs_every_part_of_it(prompts, call):
 
 
 @needs_espeak
+def test_a_whole_prompt_that_ends_the_call_is_found_once_the_call_is_over(prompts):
+    """The IVR hung up as the prompt ended: no audio after it, so only `finish` lets it be judged."""
+    pcm, (menu_at,) = line([0.5, samples(prompts[MENU])])
+    search = PromptSearch(prompts[MENU])
+    search.feed(pcm)
+    assert search.find(whole=True) is None and not search.ended
+    search.finish()
+    found = search.find(whole=True)
+    assert search.ended and found is not None and found.score > 0.8
+    assert abs(found.start_s - menu_at) <= 0.05
+    cut = PromptSearch(prompts[MENU])  # and a prompt cut short is still not whole
+    cut.feed(pcm[: len(pcm) * 2 // 3 // 2 * 2])
+    cut.finish()
+    assert cut.find(whole=True) is None
+
+
+@needs_espeak
 def test_a_prompt_that_was_not_played_is_not_found(prompts, call):
     pcm, _ = call
     search = PromptSearch(prompts[HOURS])
