@@ -114,11 +114,12 @@ async def _expect_prompt(run: Run, step) -> tuple[str, dict[str, Any]]:
     if step.match == "event" and run.events is None:
         raise StepFailed("match: event needs the engine's event stream (--events URL)")
     search = listen.PromptSearch(template, step.threshold) if template is not None else None
-    fed = run.cursor
+    fed = run.cursor  # may lie ahead of what was heard: a prompt recognised by its start ends later
     while True:
         if search is not None:
-            search.feed(bytes(line.heard[fed:]))
-            fed = len(line.heard)
+            if len(line.heard) > fed:
+                search.feed(bytes(line.heard[fed:]))
+                fed = len(line.heard)
             found = search.find(whole=step.whole)
             if found is not None:
                 at = line.time_of(run.cursor // 2 + int(found.start_s * 8000))
@@ -133,10 +134,10 @@ async def _expect_prompt(run: Run, step) -> tuple[str, dict[str, Any]]:
             if event is not None:
                 ev = {"via": "event", "id": event.get("id"), "text": event.get("text")}
                 return f"the engine said it played {event.get('id') or event.get('text')!r}", ev
-        if line.hung_up.is_set() and len(line.heard) == fed and search is not None and not search.ended:
+        if line.hung_up.is_set() and len(line.heard) <= fed and search is not None and not search.ended:
             search.finish()  # the call is over: judge the audio up to its very end, then stop
             continue
-        if loop.time() >= deadline or line.hung_up.is_set() and len(line.heard) == fed:
+        if loop.time() >= deadline or line.hung_up.is_set() and len(line.heard) <= fed:
             break
         await line.wait_change(min(POLL_S, max(0.0, deadline - loop.time())))
     # Not lined up: what was said, in words, is the second way to recognise it.
