@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import journey as jm
 from .drivers import DRIVERS, DriverOptions, make_phone
-from .line import CallerPhone
+from .line import CallerPhone, DriverCannot
 from .results import JourneyResult
 from .runner import run_journey
 
@@ -148,7 +148,11 @@ def main(opts: Options) -> int:
     if opts.driver not in DRIVERS:
         print(f"ivr test: no caller driver {opts.driver!r}; there are: {', '.join(DRIVERS)}", file=sys.stderr)
         return 2
-    results = asyncio.run(run(opts, journeys))
+    try:
+        results = asyncio.run(run(opts, journeys))
+    except DriverCannot as exc:  # the driver's own program or package is missing
+        print(f"ivr test: {exc}", file=sys.stderr)
+        return 2
     _report(opts, results)
     return 0 if results and all(r.passed for r in results) else 1
 

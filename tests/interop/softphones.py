@@ -23,6 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 from string import Template
 
+from ivr.harness.baresip_phone import (
+    NetstringReader,
+    baresip_account,
+    baresip_config,
+    data_offset,
+    netstring,
+    owned_by,
+    tcp_listener,
+    write_wav,
+)
+
 from .audio_match import RATE, PieceMatch, find_pieces, pcm_array
 from .conftest import free_port
 
@@ -46,12 +57,7 @@ def write_silence(path: Path, seconds: float, rate: int = RATE) -> Path:
 
     baresip ends the call when its microphone file runs out, so make it
     longer than any call the test places."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(seconds * rate))
-    return path
+    return write_wav(path, b"", seconds, rate)
 
 
 def read_growing_wav(path: Path) -> bytes:
@@ -59,24 +65,14 @@ def read_growing_wav(path: Path) -> bytes:
 
     While a call is up, baresip's sndfile has written a RIFF header whose
     sizes are not filled in yet, and linphone has written a placeholder of
-    zeros where its header will go; both use the 44-byte canonical header
-    at 8 kHz mono PCM16 (the tests check the format once the file is closed).
+    zeros where its header will go (see `data_offset`); both at 8 kHz mono
+    PCM16 (the tests check the format once the file is closed).
     """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return b""
-    start = 44
-    if data[:4] == b"RIFF":
-        # Walk the chunks to "data" in case a writer adds others (LIST, fact ...).
-        pos = 12
-        while pos + 8 <= len(data):
-            if data[pos:pos + 4] == b"data":
-                start = pos + 8
-                break
-            size = int.from_bytes(data[pos + 4:pos + 8], "little")
-            pos += 8 + size + (size & 1)
-    body = data[start:]
+    body = data[data_offset(data) or 44:]
     return body[: len(body) // 2 * 2]
 
 
@@ -127,106 +123,9 @@ def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait(grace)
 
 
-def tcp_listener(port: int, host: str = "127.0.0.1") -> int | None:
-    """The socket inode listening on TCP host:port (from /proc/net/tcp), or None if none is."""
-    want = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
-    anywhere = f"00000000:{port:04X}"
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if fields[1] in (want, anywhere) and fields[3] == "0A":  # 0A: LISTEN
-                return int(fields[9])
-    return None
-
-
-def owned_by(inode: int, pid: int) -> bool:
-    """Whether process `pid` holds the socket with this inode."""
-    target = f"socket:[{inode}]"
-    fds = Path(f"/proc/{pid}/fd")
-    try:
-        entries = list(fds.iterdir())
-    except OSError:
-        return False
-    for fd in entries:
-        try:
-            if os.readlink(fd) == target:
-                return True
-        except OSError:
-            continue
-    return False
-
-
 # --- baresip --------------------------------------------------------------------------------
-# The configuration tried with baresip 1.0.0 on these machines, with ports and paths to fill in.
-# No stdio module: the phone is driven only over ctrl_tcp, never a terminal. `net_interface`
-# must be the address, not `lo`, or baresip advertises its Ethernet address in the SDP.
-BARESIP_CONFIG = Template("""\
-# baresip 1.0.0 headless test peer (loopback only), written by tests/interop/softphones.py
-poll_method\t\tepoll
-sip_listen\t\t127.0.0.1:$sip_port
-net_interface\t\t127.0.0.1
-call_local_timeout\t120
-call_max_calls\t\t4
-audio_player\t\taubridge,sink
-audio_source\t\taufile,$mic
-audio_alert\t\taubridge,sink
-ausrc_srate\t\t8000
-auplay_srate\t\t8000
-ausrc_channels\t\t1
-auplay_channels\t\t1
-audio_level\t\tno
-rtp_tos\t\t\t0
-# RTP ports apart from the IVR's (the interop server uses 20000-29999) and linphone's.
-rtp_ports\t\t42000-42999
-jitter_buffer_delay\t5-10
-rtp_timeout\t\t0
-dns_server\t\t127.0.0.1:53
-module_path\t\t/usr/lib/baresip/modules
-module\t\t\tg711.so
-module\t\t\taufile.so
-module\t\t\taubridge.so
-module\t\t\tsndfile.so
-module_app\t\taccount.so
-module_app\t\tcontact.so
-module_app\t\tmenu.so
-module_app\t\tctrl_tcp.so
-ctrl_tcp_listen\t\t127.0.0.1:$ctrl_port
-snd_path\t\t$rec_dir
-""")
-
-# regint=0: dial straight to the IVR without registering anywhere; PCMU only, like a trunk.
-BARESIP_ACCOUNT = Template("<sip:tester@127.0.0.1:$sip_port>;regint=0;audio_codecs=PCMU\n")
-
-
-def netstring(payload: bytes) -> bytes:
-    """One netstring frame, as ctrl_tcp reads and writes them."""
-    return str(len(payload)).encode() + b":" + payload + b","
-
-
-class NetstringReader:
-    """Splits a byte stream into netstring payloads."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        out = []
-        while True:
-            head, sep, rest = self._buf.partition(b":")
-            if not sep:
-                break
-            if not head.isdigit():
-                raise ValueError(f"not a netstring: {self._buf[:40]!r}")
-            n = int(head)
-            if len(rest) < n + 1:
-                break
-            if rest[n:n + 1] != b",":
-                raise ValueError(f"netstring without its comma: {self._buf[:40]!r}")
-            out.append(rest[:n])
-            self._buf = rest[n + 1:]
-        return out
+# The configuration, account and ctrl_tcp framing are the harness's baresip driver's
+# (ivr/harness/baresip_phone.py): the tests drive the same phone the testers do.
 
 
 class Baresip:
@@ -280,10 +179,12 @@ class Baresip:
 
     def _launch(self, timeout: float) -> bool:
         """Start baresip; True once connected to its ctrl_tcp, False if another process has the port."""
-        values = {"sip_port": self.sip_port, "ctrl_port": self.ctrl_port, "mic": self.mic,
-                  "rec_dir": self.rec_dir}
-        (self.conf / "config").write_text(BARESIP_CONFIG.substitute(values))
-        (self.conf / "accounts").write_text(BARESIP_ACCOUNT.substitute(values))
+        # Paths relative to its working directory: baresip cuts long ones short (pytest's can be).
+        # Its RTP ports (42000-42999) lie apart from the IVR's (20000-29999) and linphone's.
+        (self.conf / "config").write_text(baresip_config(
+            sip_port=self.sip_port, ctrl_port=self.ctrl_port, mic=os.path.relpath(self.mic, self.workdir),
+            rec_dir=os.path.relpath(self.rec_dir, self.workdir)))
+        (self.conf / "accounts").write_text(baresip_account(sip_port=self.sip_port))
         with self.log.open("w") as log:
             self.proc = subprocess.Popen([self.program, "-f", str(self.conf)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
