@@ -6,7 +6,8 @@
 
 The target (and, for this engine, its HTTP address and API token) can also be
 given once on the command line: `pytest --ivr-target sip:ivr@host:5060
---ivr-events http://host:8080 --ivr-api-token T`. Installed with the package
+--ivr-events http://host:8080 --ivr-api-token T`, and the phone with `--ivr-driver`
+(and `--ivr-registrar` for pyvoip). Installed with the package
 (entry point `pytest11`); it adds nothing to a test run that does not use it.
 """
 
@@ -24,17 +25,19 @@ def pytest_addoption(parser) -> None:
     group.addoption("--ivr-events", default=None, help="the engine's HTTP address, to read its call events")
     group.addoption("--ivr-api-token", default=None, help="the engine's API token")
     group.addoption("--ivr-driver", default="sip", help="the caller's phone: sip, pyvoip or baresip")
+    group.addoption("--ivr-registrar", default=None, help="pyvoip: the registrar its phones call through (host:port)")
 
 
 class Harness:
     """Runs journey files (or folders) and returns their results."""
 
     def __init__(self, target: str | None = None, events: str | None = None, api_token: str | None = None,
-                 driver: str = "sip") -> None:
+                 driver: str = "sip", registrar: str | None = None) -> None:
         self.target = target
         self.events = events
         self.api_token = api_token
         self.driver = driver
+        self.registrar = registrar
 
     def run(self, *paths: str | Path, target: str | None = None, events: str | None = None,
             api_token: str | None = None, load: int = 0, rate: float = 1.0, driver: str | None = None,
@@ -46,7 +49,8 @@ class Harness:
 
         opts = Options(paths=[str(p) for p in paths], target=target or self.target,
                        events=events or self.events, api_token=api_token or self.api_token,
-                       load=load, rate=rate, quiet=True, driver=driver or self.driver, registrar=registrar)
+                       load=load, rate=rate, quiet=True, driver=driver or self.driver,
+                       registrar=registrar or self.registrar)
         return asyncio.run(run(opts, load_journeys(opts)))
 
     @staticmethod
@@ -64,4 +68,5 @@ class Harness:
 def ivr_harness(request) -> Harness:
     """Runs caller journeys against a SIP IVR; see ivr/harness/pytest_plugin.py."""
     opt = request.config.getoption
-    return Harness(opt("--ivr-target"), opt("--ivr-events"), opt("--ivr-api-token"), opt("--ivr-driver"))
+    return Harness(opt("--ivr-target"), opt("--ivr-events"), opt("--ivr-api-token"), opt("--ivr-driver"),
+                   opt("--ivr-registrar"))
