@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("journeys", nargs="+", metavar="JOURNEY", help="journey files, or folders of them")
     t.add_argument("--target", metavar="URI", help="the IVR to call, e.g. sip:ivr@127.0.0.1:5060 "
                    "(overrides the journeys' own target)")
-    t.add_argument("--driver", default="sip", choices=("sip", "pyvoip", "baresip"),
+    t.add_argument("--driver", default="sip", metavar="NAME",
                    help="the caller's phone: sip (the harness's own, default), pyvoip (a pyVoIP phone that "
                    "registers and calls through a registrar), baresip (a baresip softphone per call)")
     t.add_argument("--registrar", metavar="HOST:PORT", help="pyvoip: the registrar to sign in to and call "

@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import drivers
 from . import journey as jm
-from .drivers import DRIVERS, DriverOptions, make_phone
+from .drivers import DriverOptions, make_phone
 from .line import CallerPhone, DriverCannot
 from .results import JourneyResult
 from .runner import run_journey
@@ -145,8 +146,10 @@ def main(opts: Options) -> int:
     if not journeys:
         print("ivr test: no journeys to run", file=sys.stderr)
         return 2
-    if opts.driver not in DRIVERS:
-        print(f"ivr test: no caller driver {opts.driver!r}; there are: {', '.join(DRIVERS)}", file=sys.stderr)
+    try:
+        drivers.check(opts.driver)
+    except ValueError as exc:
+        print(f"ivr test: {exc}", file=sys.stderr)
         return 2
     try:
         results = asyncio.run(run(opts, journeys))

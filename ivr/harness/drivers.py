@@ -47,10 +47,13 @@ DRIVERS: dict[str, Callable[[DriverOptions], CallerPhone]] = {
 }
 
 
+def check(driver: str) -> None:
+    """ValueError naming the drivers there are when `driver` is not one of them."""
+    if driver not in DRIVERS:
+        raise ValueError(f"no caller driver {driver!r}; there are: {', '.join(DRIVERS)}")
+
+
 def make_phone(driver: str, opts: DriverOptions) -> CallerPhone:
-    """The phone for `driver`; ValueError naming the drivers there are when it is unknown."""
-    try:
-        factory = DRIVERS[driver]
-    except KeyError:
-        raise ValueError(f"no caller driver {driver!r}; there are: {', '.join(DRIVERS)}") from None
-    return factory(opts)
+    """The phone for `driver` (ValueError when there is no such driver)."""
+    check(driver)
+    return DRIVERS[driver](opts)
