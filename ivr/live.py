@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .news import News
+
 Observer = Callable[[str, dict[str, Any]], None]
 
 
@@ -21,11 +23,10 @@ Observer = Callable[[str, dict[str, Any]], None]
 class _Call:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     ended: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: News = field(default_factory=News)
 
     def poke(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.poke()
 
 
 class CallEvents:
@@ -76,11 +77,8 @@ class CallEvents:
                 i += 1
             if c.ended:
                 return
-            waiter = c.changed
             timeout = None if c.events else deadline - loop.time()
             if timeout is not None and timeout <= 0:
                 return
-            try:
-                await asyncio.wait_for(waiter.wait(), timeout)
-            except TimeoutError:
+            if not await c.changed.wait(timeout):
                 return

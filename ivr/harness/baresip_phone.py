@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 from string import Template
 
+from ..news import News
 from .line import CallFailed, DriverCannot, Line, Transfer
-from .phone import _refer_target
 
 RATE = 8000
 FRAME_BYTES = 320  # 20 ms of 8 kHz PCM16
@@ -218,7 +218,7 @@ class BaresipProcess:
         self.ctrl_closed = False
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
-        self._news = asyncio.Event()
+        self.news = News()  # poked at every event from baresip
         self._replies: dict[str, asyncio.Future] = {}
         self._tokens = 0
 
@@ -271,7 +271,7 @@ class BaresipProcess:
                         fut.set_result(msg)
                     elif msg.get("event"):
                         self.events.append(msg)
-                        self._poke()
+                        self.news.poke()
         except (OSError, ValueError) as exc:  # garbled framing or JSON: say so rather than go quiet
             self.events.append({"event": True, "type": "CTRL_ERROR", "param": str(exc)})
         self.ctrl_closed = True
@@ -279,16 +279,7 @@ class BaresipProcess:
         for fut in self._replies.values():
             if not fut.done():
                 fut.set_exception(BaresipError("baresip closed its control socket"))
-        self._poke()
-
-    def _poke(self) -> None:
-        self._news.set()
-        self._news = asyncio.Event()
-
-    async def news(self, timeout: float) -> None:
-        """Until an event comes, or `timeout` seconds pass."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._news.wait(), timeout)
+        self.news.poke()
 
     async def command(self, command: str, params: str | None = None, timeout: float = 10.0) -> dict:
         """Run a ctrl_tcp command and return baresip's response; BaresipError if it refuses."""
@@ -322,7 +313,7 @@ class BaresipProcess:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return None
-            await self.news(left)
+            await self.news.wait(left)
 
     def recording(self) -> Path | None:
         """What the phone heard on its first call (sndfile's `dump-*-dec.wav`), once it exists."""
@@ -432,21 +423,21 @@ class BaresipLine(Line):
                     if not self._by_us:  # baresip says "Connection reset by peer" for the IVR's BYE
                         self.ended_by_ivr(str(ev.get("param") or "baresip exited"))
                     return
-            await self.proc.news(1.0)
+            await self.proc.news.wait(1.0)
 
     async def _transfer(self, refer_to: str) -> None:
         """Record the IVR's REFER. baresip has accepted it and now dials the target by itself."""
         at = self.now()
-        target, headers = _refer_target(refer_to)
         # The event has only the Refer-To; the REFER's own headers (X-IVR-Context ...) come from
         # the SIP trace, written before the event is sent (a moment's grace all the same).
+        headers: list[tuple[str, str]] = []
         for _ in range(20):
             refers = self.proc.traced("REFER", self.call_id)
             if len(refers) > len(self.transfers):
-                headers.update((k, v) for k, v in refers[len(self.transfers)] if k.lower().startswith("x-"))
+                headers = refers[len(self.transfers)]
                 break
             await asyncio.sleep(0.05)
-        self.add_transfer(Transfer(target, headers, at))
+        self.add_transfer(Transfer.from_refer(refer_to, headers, at))
 
     # ---- what the caller does ----------------------------------------------------------------
     def _cannot(self, exc: BaresipError) -> None:

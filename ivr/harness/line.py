@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from ..audio.dtmf_detect import COL_FREQS, KEYPAD, ROW_FREQS
 from ..audio.frames import FRAME_BYTES, split_frames, tone
+from ..news import News
+from ..sip.headers import NameAddr
 
 KEY_METHODS = ("rfc4733", "info", "inband")
 
@@ -41,6 +45,21 @@ class Transfer:
     target: str  # the Refer-To URI without its ?headers
     headers: dict[str, str]  # the REFER's X- headers, and the Refer-To URI's headers
     at: float  # seconds since the answer
+
+    @classmethod
+    def from_refer(cls, refer_to: str, headers: Iterable[tuple[str, str]], at: float) -> Transfer:
+        """From a REFER: its Refer-To value, which may carry headers (RFC 3261 19.1.1),
+        and its own headers, of which the X- ones are kept (they win over the URI's)."""
+        with contextlib.suppress(Exception):
+            refer_to = str(NameAddr.parse(refer_to).uri.serialize())
+        target, _, query = refer_to.strip().strip("<>").partition("?")
+        found: dict[str, str] = {}
+        for pair in query.split("&") if query else ():
+            name, _, value = pair.partition("=")
+            if name:
+                found[unquote(name)] = unquote(value)
+        found.update((k, v) for k, v in headers if k.lower().startswith("x-"))
+        return cls(target, found, at)
 
     @property
     def context(self) -> dict[str, Any] | None:
@@ -80,7 +99,7 @@ class Line:
         self.transfers: list[Transfer] = []
         self.hung_up = asyncio.Event()  # the IVR ended the call
         self.hangup_reason: str | None = None
-        self.changed = asyncio.Event()  # set at every frame, key, transfer, end
+        self.changed = News()  # poked at every frame, key, transfer, end
         self.key_down: float | None = None  # seconds since the answer when the last key began
 
     # ---- what was heard --------------------------------------------------------------------
@@ -125,13 +144,11 @@ class Line:
 
     def poke(self) -> None:
         """Wake whatever waits for news on this line."""
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.poke()
 
     async def wait_change(self, timeout: float) -> None:
         """Until something new is heard or happens, or `timeout` seconds pass."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
+        await self.changed.wait(timeout)
 
     # ---- what the caller does ----------------------------------------------------------------
     def key_method(self, method: str) -> str:

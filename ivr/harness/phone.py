@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
-from urllib.parse import unquote
 
 from ..audio.clock import MediaClock
 from ..audio.prompts import PromptCache
 from ..audio.tts import EspeakTts
 from ..engine.call import Dtmf, Hangup, PromptAudio
 from ..sip.call import SipCall
-from ..sip.headers import NameAddr
 from ..sip.message import SipRequest
 from ..sip.transport import Source
 from ..sip.ua import Admission, SipServer, SipSettings
@@ -162,9 +159,7 @@ class Phone:
             self.server.reply(req, source, 400 if not refer_to else 481, None)
             return
         self.server.reply(req, source, 202, None)
-        target, headers = _refer_target(refer_to)
-        headers.update({k: v for k, v in _x_headers(req.headers)})
-        line.add_transfer(Transfer(target, headers, line.now()))
+        line.add_transfer(Transfer.from_refer(refer_to, req.headers, line.now()))
         self.server.spawn(self._notify(call))
 
     async def _notify(self, call: SipCall) -> None:
@@ -175,19 +170,4 @@ class Phone:
             await self.server.tx.request(req, call.dialog.destination())
 
 
-def _refer_target(refer_to: str) -> tuple[str, dict[str, str]]:
-    """The URI of a Refer-To value, and the headers carried in it (RFC 3261 19.1.1)."""
-    with contextlib.suppress(Exception):
-        refer_to = str(NameAddr.parse(refer_to).uri.serialize())
-    uri = refer_to.strip().strip("<>")
-    base, _, query = uri.partition("?")
-    headers: dict[str, str] = {}
-    for pair in query.split("&") if query else ():
-        name, _, value = pair.partition("=")
-        if name:
-            headers[unquote(name)] = unquote(value)
-    return base, headers
 
-
-def _x_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers if k.lower().startswith("x-")]

@@ -51,7 +51,6 @@ from ..sip.transaction import Transactions, new_tag
 from ..sip.transport import SipTransport
 from ..sip.uri import SipUri, split_hostport
 from .line import CallFailed, DriverCannot, Line, Transfer
-from .phone import _refer_target, _x_headers
 
 log = logging.getLogger("ivr.harness")
 
@@ -357,9 +356,7 @@ class PyvoipLine(Line):
         if not ours or not refer_to or req.cseq.number in self.refers:
             return  # refused, or a retransmission (the 202 went again; the transfer is recorded)
         self.refers.add(req.cseq.number)
-        target, headers = _refer_target(refer_to)
-        headers.update(dict(_x_headers(req.headers)))
-        _post(self.loop, self._transferred, target, headers)
+        _post(self.loop, self._transferred, refer_to, list(req.headers))
 
     def answered(self, raw: bytes, call) -> None:
         """(thread) The 2xx of our INVITE arrived (again): ACK it properly."""
@@ -401,8 +398,8 @@ class PyvoipLine(Line):
         self.ended_by_ivr("bye")
         _settle(self.answer, None, CallFailed(487, "the call ended before it was answered"))
 
-    def _transferred(self, target: str, headers: dict[str, str]) -> None:
-        self.add_transfer(Transfer(target, headers, self.now()))
+    def _transferred(self, refer_to: str, headers: list[tuple[str, str]]) -> None:
+        self.add_transfer(Transfer.from_refer(refer_to, headers, self.now()))
         task = asyncio.ensure_future(self._notify())
         self.owner.tasks.add(task)
         task.add_done_callback(self.owner.tasks.discard)
